@@ -1,0 +1,1 @@
+"""Hosts: first contact over SSH (bootstrap), pyinfra deploys, and custom facts."""

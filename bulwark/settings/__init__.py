@@ -1,0 +1,1 @@
+"""Typed models of stack config and host data; every default is declared here, once."""
