@@ -148,7 +148,8 @@ def _admin_session(
     if not session.is_root and not session.run("true", sudo=True, check=False).ok:
         session.close()
         raise AuthError(
-            f"{first_login.user}@{target} cannot use sudo: connect as root or as a sudo-capable user"
+            f"{first_login.user}@{target} cannot use sudo: "
+            "connect as root or as a sudo-capable user"
         )
     return session, False
 
@@ -204,7 +205,9 @@ def _ensure_authorized_key(
     # sshd's StrictModes ignores keys in a directory or file others can write.
     modes = s.run(f"stat -c '%a %U' {ssh_dir} {auth}", sudo=True).stdout.split()
     if modes != ["700", deploy.name, "600", deploy.name]:
-        s.run(f"chown {user}: {ssh_dir} {auth} && chmod 700 {ssh_dir} && chmod 600 {auth}", sudo=True)
+        s.run(
+            f"chown {user}: {ssh_dir} {auth} && chmod 700 {ssh_dir} && chmod 600 {auth}", sudo=True
+        )
         report.changes.append(f"fixed owner and modes of {home}/.ssh")
 
 

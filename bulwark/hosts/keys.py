@@ -56,7 +56,8 @@ def load_key(path: Path) -> KeyPair:
         ) from None
     except IsADirectoryError:
         raise ConfigError(f"key file {path} is a directory: pass a private key file") from None
-    except paramiko.PasswordRequiredException:
+    except (paramiko.PasswordRequiredException, TypeError):
+        # paramiko raises TypeError (from cryptography) for encrypted OpenSSH-format keys.
         raise ConfigError(
             f"key file {path} is encrypted: use an unencrypted deploy key for automation"
         ) from None

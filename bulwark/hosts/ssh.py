@@ -74,14 +74,16 @@ class KnownHosts:
         if self.path.exists():
             client.load_host_keys(str(self.path))
         # load_host_keys makes paramiko save on its own; we only ever append through pin().
-        client._host_keys_filename = None  # type: ignore[attr-defined]  # noqa: SLF001
+        client._host_keys_filename = None  # type: ignore[attr-defined]
 
 
 class _PinOnFirstUse(paramiko.MissingHostKeyPolicy):
     def __init__(self, known: KnownHosts) -> None:
         self.known = known
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
         self.known.pin(hostname, key)
 
 
@@ -160,9 +162,7 @@ class Session:
         result = Result(command, status, out, err)
         if check and not result.ok:
             detail = (err.strip() or out.strip()).splitlines()[-1:] or ["no output"]
-            raise RemoteError(
-                f"on {self.target}: `{_short(command)}` exited {status}: {detail[0]}"
-            )
+            raise RemoteError(f"on {self.target}: `{_short(command)}` exited {status}: {detail[0]}")
         return result
 
 
@@ -214,7 +214,7 @@ def connect(
             f"{login.user}@{target} refused {login.describe()}: add its public key to "
             f"~{login.user}/.ssh/authorized_keys or use a key the host accepts"
         ) from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         client.close()
         raise ConnectError(
             f"cannot reach {target}: timed out after {timeout:.0f}s "
@@ -232,4 +232,3 @@ def connect(
         client.close()
         raise ConnectError(f"SSH to {target} failed: {exc}") from None
     return Session(client, target, login)
-

@@ -65,9 +65,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.distro not in DISTROS:
-            raise LabError(
-                f"unknown lab distro {self.distro!r}: use one of {', '.join(DISTROS)}"
-            )
+            raise LabError(f"unknown lab distro {self.distro!r}: use one of {', '.join(DISTROS)}")
 
     @property
     def digest(self) -> str:
@@ -150,7 +148,9 @@ def _run(cmd: list[str], what: str, **kwargs: object) -> None:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
     if done.returncode != 0:
         lines = (done.stderr.strip() or done.stdout.strip()).splitlines()
-        raise LabError(f"{what} failed (`{cmd[0]}` exit {done.returncode}): {' | '.join(lines[-3:])}")
+        raise LabError(
+            f"{what} failed (`{cmd[0]}` exit {done.returncode}): {' | '.join(lines[-3:])}"
+        )
 
 
 def _build(image: Image, progress: Progress) -> None:

@@ -51,6 +51,7 @@ class VMSpec:
     cpus: int = 1
 
     def __post_init__(self) -> None:
+        Recipe(distro=self.distro)  # validates the distro before anything starts
         if self.name and not NAME_RE.match(self.name):
             raise LabError(
                 f"lab VM name {self.name!r} is invalid: use lowercase letters, digits and '-'"
@@ -273,12 +274,13 @@ def _launch(vm: LabVM, spec: VMSpec, image: Image, *, detach: bool, say: Progres
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),
             "-append", "root=/dev/vda rw console=ttyS0",
             "-drive", f"file={directory / 'overlay.qcow2'},format=qcow2,if=virtio",
-            "-netdev", f"user,id=n0,{hostfwd}", "-device", "virtio-net-pci,netdev=n0,addr=0x3",  # ens3, as the image expects
+            # addr=0x3 names the NIC ens3, as the image's /etc/network/interfaces expects.
+            "-netdev", f"user,id=n0,{hostfwd}", "-device", "virtio-net-pci,netdev=n0,addr=0x3",
             "-display", "none", "-monitor", "none", "-nodefaults",
             "-serial", f"file:{directory / 'console.log'}",
             "-device", "virtio-rng-pci",
-            *(arg for item in fw_cfg
-              for arg in ("-fw_cfg", f"name=opt/bulwark/{item},file={directory / f'fw_cfg.{item}'}")),
+            *(arg for item in fw_cfg for arg in
+              ("-fw_cfg", f"name=opt/bulwark/{item},file={directory}/fw_cfg.{item}")),
         ]  # fmt: skip
         log = (directory / "qemu.log").open("wb")
         proc = subprocess.Popen(
@@ -308,9 +310,10 @@ def _wait_for_ssh(vm: LabVM) -> None:
         if not vm.is_running():
             raise LabError(f"lab VM {vm.name} stopped while booting: {_console_tail(vm)}")
         # qemu accepts the TCP connection itself before the guest listens; only a banner counts.
-        with contextlib.suppress(OSError), socket.create_connection(
-            ("127.0.0.1", vm.ssh_port), timeout=5
-        ) as s:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", vm.ssh_port), timeout=5) as s,
+        ):
             s.settimeout(10)
             if s.recv(64).startswith(b"SSH-"):
                 return

@@ -1,0 +1,312 @@
+"""The `bulwark` command: thin; library errors become exit codes here and only here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bulwark.demo import run_demo
+from bulwark.errors import BulwarkError, ConfigError, ExitCode
+from bulwark.hosts import bootstrap as bs
+from bulwark.hosts.keys import ensure_key, load_key
+from bulwark.hosts.ssh import Login, Target
+from bulwark.lab import vm as lab
+from bulwark.lab.tools import ensure_tools
+from bulwark.settings.hosts import check_user_name
+from bulwark.settings.hosts import deploy_user as make_deploy_user
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="bulwark",
+    help="Provision a production platform, harden its hosts, and prove it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+lab_app = typer.Typer(help="Disposable local VMs that look like a provider's fresh VPS.")
+app.add_typer(lab_app, name="lab")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn library errors into one red line and a distinct exit code; Ctrl-C into 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except BulwarkError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]: lab VMs of this run were stopped")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+    return wrapper
+
+
+@contextmanager
+def progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr whose text follows the long steps; silent when not a terminal."""
+    if not enabled or not err.is_terminal:
+        yield lambda msg: err.print(f"[dim]… {msg}[/dim]", highlight=False)
+        return
+    with err.status("starting") as status:
+        yield status.update
+
+
+def emit_json(data: object) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+# ----------------------------------------------------------------------------- lab
+
+Distro = Annotated[str, typer.Option(help="Debian release of the guest: bookworm or trixie.")]
+AuthOpt = Annotated[
+    str, typer.Option("--auth", help="How root gets in: 'key' (injected) or 'password'.")
+]
+
+
+@lab_app.command("up")
+@handles_errors
+def lab_up(
+    distro: Distro = "bookworm",
+    auth: AuthOpt = "key",
+    name: Annotated[str, typer.Option(help="VM name (default: distro + random suffix).")] = "",
+    forward: Annotated[
+        list[int] | None,
+        typer.Option("--forward", "-f", help="Guest TCP port to forward to a free local port."),
+    ] = None,
+    memory: Annotated[int, typer.Option(help="Guest memory in MiB.")] = 1024,
+    cpus: Annotated[int, typer.Option(help="Guest CPUs.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the VM as JSON.")] = False,
+) -> None:
+    """Boot a lab VM (fresh VPS) and leave it running until `bulwark lab down`."""
+
+    spec = lab.VMSpec(name, distro, auth, tuple(forward or ()), memory, cpus)  # type: ignore[arg-type]
+    ensure_tools()
+    with progress() as say:
+        vm = lab.start(spec, detach=True, progress=say)
+    if as_json:
+        emit_json(_vm_dict(vm))
+        return
+    out.print(f"[green]{vm.name}[/green] is up: ssh on 127.0.0.1:{vm.ssh_port} ({vm.accel})")
+    for guest, host in vm.forwards.items():
+        out.print(f"  guest port {guest} -> 127.0.0.1:{host}")
+    if vm.auth == "password":
+        out.print(f"  root password in {vm.password_file} (mode 0600)")
+    out.print(f"  root key {vm.root_key_path}; `bulwark lab ssh {vm.name}` logs in")
+
+
+def _vm_dict(vm: lab.LabVM) -> dict[str, object]:
+    return {
+        "name": vm.name,
+        "distro": vm.distro,
+        "auth": vm.auth,
+        "pid": vm.pid,
+        "accel": vm.accel,
+        "ssh": {"host": "127.0.0.1", "port": vm.ssh_port},
+        "forwards": {str(g): h for g, h in vm.forwards.items()},
+        "root_key": str(vm.root_key_path),
+        "root_password_file": str(vm.password_file) if vm.auth == "password" else None,
+        "known_hosts": str(vm.known_hosts),
+        "host_key_fingerprints": vm.host_key_fingerprints,
+        "directory": str(vm.directory),
+    }
+
+
+@lab_app.command("list")
+@handles_errors
+def lab_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the running lab VMs."""
+
+    vms = lab.running()
+    if as_json:
+        emit_json([_vm_dict(vm) for vm in vms])
+        return
+    if not vms:
+        out.print("no lab VMs running")
+        return
+    table = Table("name", "distro", "auth", "ssh", "forwards", "accel", "pid")
+    for vm in vms:
+        fwd = ", ".join(f"{g}->{h}" for g, h in vm.forwards.items())
+        table.add_row(
+            vm.name, vm.distro, vm.auth, f"127.0.0.1:{vm.ssh_port}", fwd, vm.accel, str(vm.pid)
+        )
+    out.print(table)
+
+
+@lab_app.command("down")
+@handles_errors
+def lab_down(
+    names: Annotated[list[str] | None, typer.Argument(help="VMs to stop.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Stop every lab VM.")] = False,
+) -> None:
+    """Stop lab VMs and remove their files."""
+
+    if not names and not all_:
+        raise ConfigError("name the VMs to stop, or pass --all")
+    targets = lab.running() if all_ else [lab.find(n) for n in names or []]
+    for vm in targets:
+        lab.stop(vm)
+        out.print(f"stopped {vm.name}")
+
+
+@lab_app.command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@handles_errors
+def lab_ssh(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The lab VM.")],
+    user: Annotated[str, typer.Option(help="Remote user.")] = "root",
+    key: Annotated[
+        Path | None, typer.Option(help="Private key (default: the VM's root key).")
+    ] = None,
+) -> None:
+    """Open ssh to a lab VM (extra arguments are the remote command)."""
+
+    vm = lab.find(name)
+    cmd = [
+        "ssh", "-p", str(vm.ssh_port), "-i", str(key or vm.root_key_path),
+        "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={vm.known_hosts}",
+        "-o", "StrictHostKeyChecking=accept-new", f"{user}@127.0.0.1", *ctx.args,
+    ]  # fmt: skip
+    os.execvp("ssh", cmd)  # noqa: S606 - replaces this process with the user's ssh client
+
+
+# ----------------------------------------------------------------------------- hosts
+
+
+def _password(ask: bool, env_var: str | None, user: str) -> str | None:
+    if env_var:
+        value = os.environ.get(env_var)
+        if value is None:
+            raise ConfigError(
+                f"--password-env {env_var}: that variable is not set; export it first"
+            )
+        return value
+    if ask:
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                "--ask-password needs a terminal: use --password-env VAR in automation"
+            )
+        return str(typer.prompt(f"password for {user}", hide_input=True))
+    return None
+
+
+@app.command()
+@handles_errors
+def bootstrap(
+    host: Annotated[str, typer.Argument(help="Address of the new host.")],
+    port: Annotated[int, typer.Option(help="SSH port.")] = 22,
+    user: Annotated[
+        str, typer.Option(help="First-contact user: root or a sudo-capable user.")
+    ] = "root",
+    key: Annotated[Path | None, typer.Option(help="Private key for the first contact.")] = None,
+    ask_password: Annotated[
+        bool, typer.Option("--ask-password", help="Prompt for the first-contact password.")
+    ] = False,
+    password_env: Annotated[
+        str | None,
+        typer.Option(help="Name of an environment variable holding the first-contact password."),
+    ] = None,
+    deploy_user: Annotated[str, typer.Option(help="Deploy user to create.")] = "deploy",
+    deploy_key: Annotated[
+        Path | None,
+        typer.Option(help="Operator private key for the deploy user (created if missing)."),
+    ] = None,
+    trust_dir: Annotated[
+        Path, typer.Option(help="Where known_hosts and access proofs are kept.")
+    ] = Path("hosts"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """First contact with a new host: deploy user, operator key, sudo; proven in a new login."""
+
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port} is invalid: use 1-65535")
+    try:
+        if user != "root":
+            check_user_name(user)
+    except ValueError as exc:
+        raise ConfigError(f"--user: {exc}") from None
+    deploy = make_deploy_user(deploy_user, deploy_key)
+    password = _password(ask_password, password_env, user)
+    if key is None and password is None:
+        raise ConfigError(
+            "no first-contact credential: pass --key, --ask-password or --password-env"
+        )
+    first = Login(user, key=load_key(key) if key else None, password=password)
+    operator_key, created = ensure_key(deploy.key_path)
+    if created and not as_json:
+        out.print(f"created operator key {deploy.key_path} (0600) and {deploy.key_path}.pub")
+    store = bs.TrustStore(trust_dir)
+    with progress() as say:
+        say(f"bootstrapping {host}:{port}")
+        report = bs.bootstrap(Target(host, port), first, deploy, operator_key, store)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    _print_bootstrap(report)
+
+
+def _print_bootstrap(report: bs.BootstrapReport) -> None:
+    verb = "changed" if report.changes else "already bootstrapped, nothing changed"
+    out.print(f"[bold]{report.target}[/bold] (connected as {report.connected_as}): {verb}")
+    for change in report.changes:
+        out.print(f"  [green]+[/green] {change}")
+    if report.proof:
+        out.print(
+            f"  [green]✓[/green] proved: {report.proof.user} logs in with key "
+            f"{report.proof.key_fingerprint} and runs sudo -n (host key "
+            f"{report.proof.host_key_fingerprint})",
+            highlight=False,
+        )
+
+
+@app.command()
+@handles_errors
+def demo(
+    distro: Distro = "bookworm",
+    auth: AuthOpt = "key",
+    keep: Annotated[bool, typer.Option(help="Leave the VM running afterwards.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Boot a lab VM as a fresh VPS and bootstrap it (then prove the re-run changes nothing)."""
+
+    spec = lab.VMSpec(distro=distro, auth=auth)  # type: ignore[arg-type]
+    with progress() as say:
+        result = run_demo(spec, keep=keep, progress=say)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        out.print(f"lab VPS [bold]{result.vm.name}[/bold] ({result.vm.distro}, root by {auth})")
+        _print_bootstrap(result.first)
+        _print_bootstrap(result.second)
+        mark = "[green]✓[/green]" if result.host_key_confirmed else "[red]✗[/red]"
+        out.print(f"  {mark} pinned host key matches the one the VM printed on its console")
+        if keep:
+            key = shlex.quote(str(result.operator_key))
+            out.print(
+                f"VM left running: bulwark lab ssh {result.vm.name} --user deploy --key {key}"
+            )
+    if not result.host_key_confirmed or result.second.changes:
+        raise typer.Exit(int(ExitCode.FAILED_CHECKS))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,63 @@
+"""The demo: a lab VM that looks like a fresh VPS, bootstrapped the way an operator would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bulwark import dirs
+from bulwark.hosts.bootstrap import BootstrapReport, TrustStore, bootstrap
+from bulwark.hosts.keys import ensure_key
+from bulwark.lab import vm as lab
+from bulwark.lab.tools import ensure_tools
+from bulwark.settings.hosts import DeployUser
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class DemoResult:
+    vm: lab.LabVM
+    first: BootstrapReport
+    second: BootstrapReport
+    host_key_confirmed: bool
+    operator_key: Path
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "vm": {"name": self.vm.name, "distro": self.vm.distro, "ssh_port": self.vm.ssh_port},
+            "bootstrap": self.first.as_dict(),
+            "rerun": self.second.as_dict(),
+            "host_key_confirmed": self.host_key_confirmed,
+        }
+
+
+def run_demo(
+    spec: lab.VMSpec, *, keep: bool = False, progress: Progress | None = None
+) -> DemoResult:
+    """Boot a lab VPS, bootstrap it, bootstrap it again (a no-op), and check the pinned host key.
+
+    The VM is stopped afterwards unless `keep`; the operator key lives in the demo workspace,
+    never in the user's ~/.ssh.
+    """
+    say = progress or (lambda _msg: None)
+    ensure_tools()
+    workspace = dirs.state_dir() / "demo"
+    deploy = DeployUser(key_file=workspace / "operator_ed25519")
+    key, _ = ensure_key(deploy.key_path)
+    vm = lab.start(spec, detach=keep, progress=say)
+    try:
+        store = TrustStore(vm.directory)
+        say(f"bootstrapping {vm.name} as root ({spec.auth} login)")
+        first = bootstrap(vm.target, vm.root_login(), deploy, key, store)
+        say("bootstrapping again: nothing should change")
+        second = bootstrap(vm.target, vm.root_login(), deploy, key, store)
+        pinned = first.proof.host_key_fingerprint if first.proof else ""
+        confirmed = pinned in vm.host_key_fingerprints.values()
+    except BaseException:
+        lab.stop(vm)
+        raise
+    if not keep:
+        lab.stop(vm)
+    return DemoResult(vm, first, second, confirmed, deploy.key_path)

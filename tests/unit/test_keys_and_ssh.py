@@ -1,0 +1,104 @@
+"""Keys, host key pinning and SSH errors, without a host."""
+
+from __future__ import annotations
+
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from bulwark.errors import ConfigError, ConnectError
+from bulwark.hosts.keys import ensure_key, load_key, public_key_blob
+from bulwark.hosts.ssh import KnownHosts, Login, Target, connect
+
+
+def test_ensure_key_creates_a_private_ed25519_key_once(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "op"
+    key, created = ensure_key(path)
+    assert created
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert key.public_line.startswith("ssh-ed25519 ")
+    assert path.with_name("op.pub").read_text().split()[:2] == key.public_line.split()[:2]
+    again, created_again = ensure_key(path)
+    assert not created_again
+    assert again.fingerprint == key.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        (b"garbage\n", "is not an OpenSSH private key"),
+    ],
+)
+def test_load_key_errors_name_the_file(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "k"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_key(path)
+    assert str(path) in str(caught.value)
+
+
+def test_load_key_refuses_a_directory_and_an_encrypted_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_key(tmp_path)
+    encrypted = tmp_path / "enc"
+    encrypted.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    with pytest.raises(ConfigError, match="is encrypted"):
+        load_key(encrypted)
+
+
+def test_public_key_blob_ignores_options_and_comments() -> None:
+    line = 'from="10.0.0.1" ssh-ed25519 AAAAC3Nza comment here'
+    assert public_key_blob(line) == ("ssh-ed25519", "AAAAC3Nza")
+    with pytest.raises(ConfigError):
+        public_key_blob("not a key")
+
+
+def test_target_names_match_openssh_known_hosts() -> None:
+    assert Target("10.1.2.3").known_hosts_name == "10.1.2.3"
+    assert Target("127.0.0.1", 2222).known_hosts_name == "[127.0.0.1]:2222"
+    assert str(Target("127.0.0.1", 2222)) == "127.0.0.1:2222"
+
+
+def test_known_hosts_pins_per_endpoint(tmp_path: Path) -> None:
+    known = KnownHosts(tmp_path / "known_hosts")
+    key, _ = ensure_key(tmp_path / "host")
+    assert known.keys_for(Target("127.0.0.1", 2222)) == {}
+    known.pin("[127.0.0.1]:2222", key.pkey)
+    assert known.keys_for(Target("127.0.0.1", 2222)) == {"ssh-ed25519": key.pkey}
+    assert known.keys_for(Target("127.0.0.1", 2223)) == {}
+
+
+def test_connect_to_a_closed_port_is_a_connect_error(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(
+        ConnectError, match=rf"cannot reach 127\.0\.0\.1:{port}: connection refused"
+    ):
+        connect(Target("127.0.0.1", port), Login("root", password="x"), KnownHosts(tmp_path / "kh"))
+
+
+def test_connect_to_a_non_ssh_server_is_a_connect_error(tmp_path: Path) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        with pytest.raises(ConnectError, match=f"127.0.0.1:{port}"):
+            connect(
+                Target("127.0.0.1", port),
+                Login("root", password="x"),
+                KnownHosts(tmp_path / "kh"),
+                timeout=1,
+            )

@@ -1,0 +1,94 @@
+"""Input validation and the CLI's contract: one-line errors, exit codes, nothing applied."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bulwark.cli import app
+from bulwark.errors import ConfigError, LabError
+from bulwark.hosts.bootstrap import TrustStore, require_proof
+from bulwark.hosts.ssh import Target
+from bulwark.lab.image import Recipe
+from bulwark.lab.vm import VMSpec
+from bulwark.settings.hosts import DeployUser, deploy_user
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("name", ["Deploy", "1ops", "root", "a" * 33, "de ploy", "x;rm"])
+def test_invalid_deploy_user_names_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"^deploy_user\.name: "):
+        deploy_user(name)
+
+
+def test_deploy_user_defaults_are_declared_once() -> None:
+    user = DeployUser()
+    assert user.name == "deploy"
+    assert user.key_path == Path("~/.ssh/bulwark_ed25519").expanduser()
+
+
+def test_require_proof_refuses_an_unproven_host(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"run `bulwark bootstrap 10\.0\.0\.5 --port 22` first"):
+        require_proof(TrustStore(tmp_path), Target("10.0.0.5"), "deploy")
+
+
+def test_lab_specs_are_validated() -> None:
+    with pytest.raises(LabError, match="unknown lab distro 'sid'"):
+        Recipe(distro="sid")
+    with pytest.raises(LabError, match="name 'Bad_Name' is invalid"):
+        VMSpec(name="Bad_Name")
+    with pytest.raises(LabError, match="forwarded port 70000"):
+        VMSpec(forwards=(70000,))
+
+
+def test_recipe_digest_changes_with_the_recipe() -> None:
+    base = Recipe()
+    assert base.digest == Recipe().digest
+    assert base.digest != Recipe(packages=(*base.packages, "vim")).digest
+    assert base.digest != Recipe(distro="trixie").digest
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bootstrap", "h", "--deploy-user", "Root", "--password-env", "HOME"], "deploy_user.name"),
+        (["bootstrap", "h", "--port", "0", "--password-env", "HOME"], "--port 0 is invalid"),
+        (["bootstrap", "h"], "no first-contact credential"),
+        (["bootstrap", "h", "--password-env", "BULWARK_UNSET_VAR"], "that variable is not set"),
+        (
+            ["bootstrap", "h", "--key", "/nonexistent/key"],
+            "key file /nonexistent/key does not exist",
+        ),
+        (["lab", "down"], "name the VMs to stop, or pass --all"),
+        (["lab", "up", "--distro", "sid"], "unknown lab distro 'sid'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, [*args], env={"BULWARK_STATE_DIR": str(tmp_path)})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert result.output.strip().count("\n") == 0
+    assert not (tmp_path / "lab").exists()
+
+
+def test_bootstrap_to_unreachable_host_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("FIRST_PW", "irrelevant")
+    result = runner.invoke(
+        app,
+        [
+            "bootstrap", "127.0.0.1", "--port", str(port), "--password-env", "FIRST_PW",
+            "--deploy-key", str(tmp_path / "op"), "--trust-dir", str(tmp_path / "trust"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert f"cannot reach 127.0.0.1:{port}: connection refused" in result.output
+    assert "irrelevant" not in result.output
