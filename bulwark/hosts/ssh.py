@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import shlex
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -172,9 +173,33 @@ def _short(command: str, limit: int = 60) -> str:
 
 
 def connect(
-    target: Target, login: Login, known_hosts: KnownHosts, *, timeout: float = CONNECT_TIMEOUT
+    target: Target,
+    login: Login,
+    known_hosts: KnownHosts,
+    *,
+    timeout: float = CONNECT_TIMEOUT,
+    retries: int = 3,
 ) -> Session:
-    """Open an authenticated session, or raise an error that names what failed and the fix."""
+    """Open an authenticated session, or raise an error that names what failed and the fix.
+
+    A connection reset before the banner is retried (`retries` times, backing off): sshd drops
+    connections while it reloads, and throttles bursts (MaxStartups). Refusals are final.
+    """
+    for attempt in range(retries + 1):
+        try:
+            return _connect_once(target, login, known_hosts, timeout)
+        except _TransientError as exc:
+            if attempt == retries:
+                raise ConnectError(f"SSH to {target} failed: {exc.__cause__}") from None
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
+
+
+class _TransientError(Exception):
+    """A connection dropped before the SSH handshake: worth another try."""
+
+
+def _connect_once(target: Target, login: Login, known_hosts: KnownHosts, timeout: float) -> Session:
     client = paramiko.SSHClient()
     known_hosts.load_into(client)
     client.set_missing_host_key_policy(_PinOnFirstUse(known_hosts))
@@ -230,5 +255,11 @@ def connect(
         ) from None
     except (paramiko.SSHException, OSError) as exc:
         client.close()
+        # Dropped before the banner (EOF or reset): sshd was reloading or throttling; qemu's
+        # user-mode network also accepts and then closes while the guest's sshd is not there.
+        if isinstance(exc, ConnectionResetError) or isinstance(
+            exc.__context__, EOFError | ConnectionResetError
+        ):
+            raise _TransientError from exc
         raise ConnectError(f"SSH to {target} failed: {exc}") from None
     return Session(client, target, login)

@@ -63,3 +63,167 @@ def deploy_user(name: str = "deploy", key_file: Path | None = None) -> DeployUse
         field = ".".join(str(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"deploy_user.{field}: {msg}") from None
+
+
+# ----------------------------------------------------------------------------- hardening
+# Each field: the default is the secure choice; the description says why and what it touches.
+# The README's settings table is generated from these declarations (`bulwark settings-table`).
+
+
+class SshSettings(BaseModel):
+    """sshd, through the drop-in /etc/ssh/sshd_config.d/00-bulwark.conf (read first, so it wins)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    port: int = Field(
+        default=22, ge=1, le=65535, description="SSH port; a change opens the firewall first."
+    )
+    allow_users: tuple[UserName, ...] = Field(
+        default=(),
+        description="AllowUsers; empty means the deploy user only. Must include the user "
+        "bulwark connects as, or the run is refused before anything changes.",
+    )
+    allow_groups: tuple[str, ...] = Field(
+        default=(), description="AllowGroups, in addition to AllowUsers (both must match)."
+    )
+    max_auth_tries: int = Field(
+        default=3, ge=1, le=10, description="MaxAuthTries: guesses per connection (CIS: <= 4)."
+    )
+    login_grace_time: int = Field(
+        default=30, ge=10, le=120, description="LoginGraceTime seconds: unauthenticated hold."
+    )
+    client_alive_interval: int = Field(
+        default=300, ge=0, description="ClientAliveInterval seconds: probe idle sessions."
+    )
+    client_alive_count_max: int = Field(
+        default=3, ge=0, description="ClientAliveCountMax: unanswered probes before a drop."
+    )
+    max_sessions: int = Field(default=10, ge=1, description="MaxSessions per connection.")
+    max_startups: str = Field(
+        default="10:30:60", description="MaxStartups: throttle unauthenticated connections."
+    )
+    banner: str | None = Field(
+        default=None, description="Pre-login banner text (/etc/issue.net); none by default."
+    )
+    revert_after: int = Field(
+        default=180,
+        ge=60,
+        le=3600,
+        description="Seconds after an sshd change before the host restores the previous config "
+        "unless a fresh login as the deploy user cancels it.",
+    )
+
+
+class FirewallRule(BaseModel):
+    """One allowed inbound port."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    port: int = Field(ge=1, le=65535)
+    proto: str = Field(default="tcp", pattern="^(tcp|udp)$")
+    sources: tuple[str, ...] = Field(default=("any",), description="CIDRs allowed, or 'any'.")
+    comment: str = ""
+
+
+class FirewallSettings(BaseModel):
+    """UFW: default deny in, allow out; SSH allowed and rate-limited before it is enabled."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    allow: tuple[FirewallRule, ...] = Field(
+        default=(), description="Inbound ports to open besides SSH, with their source ranges."
+    )
+    ssh_sources: tuple[str, ...] = Field(
+        default=("any",), description="Where SSH may come from (CIDRs, or 'any')."
+    )
+    ssh_rate_limit: bool = Field(
+        default=True, description="ufw limit on SSH: 6 connections in 30 s per source."
+    )
+    ipv6: bool = Field(default=True, description="Apply the same rules to IPv6.")
+    logging: str = Field(
+        default="low", pattern="^(off|low|medium|high|full)$", description="ufw logging level."
+    )
+
+
+class Fail2banSettings(BaseModel):
+    """fail2ban: sshd jail on the journal (works without rsyslog), banning through ufw."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bantime: str = Field(default="1h", description="How long a ban lasts.")
+    findtime: str = Field(default="10m", description="Window in which failures are counted.")
+    maxretry: int = Field(default=5, ge=1, description="Failures within findtime before a ban.")
+    ignoreip: tuple[str, ...] = Field(
+        default=(), description="Operator ranges never banned (localhost is always ignored)."
+    )
+    recidive: bool = Field(
+        default=True, description="Ban repeat offenders for a week (recidive jail)."
+    )
+
+
+class UpdatesSettings(BaseModel):
+    """unattended-upgrades: security updates applied daily, with the origins of the distro."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    automatic_reboot: bool = Field(
+        default=True, description="Reboot when an update needs it (kernel, libc)."
+    )
+    reboot_time: str = Field(
+        default="04:00", pattern=r"^\d\d:\d\d$", description="When such a reboot may happen."
+    )
+    mail: str | None = Field(default=None, description="Mail reports to this address if set.")
+
+
+class KernelSettings(BaseModel):
+    """sysctl, modules, mounts, core dumps, time sync, sudo logging, umask."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    routes_or_containers: bool = Field(
+        default=False,
+        description="Named opt-out for hosts that route or run containers: keeps IP forwarding "
+        "on and leaves the bridge/overlay modules alone.",
+    )
+    disabled_filesystems: tuple[str, ...] = Field(
+        default=("cramfs", "freevxfs", "jffs2", "hfs", "hfsplus", "squashfs", "udf"),
+        description="File systems nobody mounts on a server (CIS 1.1.1).",
+    )
+    disabled_protocols: tuple[str, ...] = Field(
+        default=("dccp", "sctp", "rds", "tipc"), description="Rare network protocols (CIS 3.2)."
+    )
+    harden_tmp: bool = Field(
+        default=True,
+        description="Mount /tmp and /dev/shm with nodev,nosuid,noexec.",
+    )
+    umask: str = Field(default="027", pattern="^0[0-7]{2}$", description="login.defs UMASK.")
+
+
+class HardenSettings(BaseModel):
+    """Everything `bulwark harden` reads from host data (the `bulwark` key of group_data)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deploy_user: UserName = Field(
+        default="deploy", description="The user bulwark connects as (created by bootstrap)."
+    )
+    ssh: SshSettings = SshSettings()
+    firewall: FirewallSettings = FirewallSettings()
+    fail2ban: Fail2banSettings = Fail2banSettings()
+    updates: UpdatesSettings = UpdatesSettings()
+    kernel: KernelSettings = KernelSettings()
+
+    @property
+    def allowed_users(self) -> tuple[str, ...]:
+        return self.ssh.allow_users or (self.deploy_user,)
+
+
+def harden_settings(data: object, where: str = "bulwark") -> HardenSettings:
+    """Validate host data into HardenSettings; the error names the field and the fix."""
+    try:
+        return HardenSettings.model_validate(data or {})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{where}.{field}: {msg}") from None
