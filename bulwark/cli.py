@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import shlex
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,10 +20,12 @@ from rich.table import Table
 from bulwark.demo import run_demo
 from bulwark.errors import BulwarkError, ConfigError, ExitCode
 from bulwark.hosts import bootstrap as bs
+from bulwark.hosts import inventory as host_inventory
 from bulwark.hosts.keys import ensure_key, load_key
 from bulwark.hosts.ssh import Login, Target
 from bulwark.lab import vm as lab
 from bulwark.lab.tools import ensure_tools
+from bulwark.settings.docs import settings_table
 from bulwark.settings.hosts import check_user_name
 from bulwark.settings.hosts import deploy_user as make_deploy_user
 
@@ -275,6 +278,42 @@ def _print_bootstrap(report: bs.BootstrapReport) -> None:
             f"{report.proof.key_fingerprint} and runs sudo -n (host key "
             f"{report.proof.host_key_fingerprint})",
             highlight=False,
+        )
+
+
+HARDEN_DEPLOY = "bulwark.hosts.deploys.harden.harden"
+
+
+@app.command()
+def settings() -> None:
+    """Print the table of hardening settings (defaults and reasons) as Markdown."""
+    out.print(settings_table(), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@handles_errors
+def harden(
+    inventory: Annotated[Path, typer.Argument(help="pyinfra inventory, e.g. hosts/prod.py.")],
+    limit: Annotated[
+        str | None, typer.Option(help="Only these hosts or groups (comma-separated).")
+    ] = None,
+    dry: Annotated[bool, typer.Option("--dry", help="Show what would change; change nothing.")] = (
+        False
+    ),
+    diff: Annotated[bool, typer.Option("--diff", help="Show file differences.")] = False,
+) -> None:
+    """Harden hosts with pyinfra: SSH, firewall, fail2ban, updates, kernel (lockout-safe)."""
+    hosts = host_inventory.load(inventory, limit)
+    host_inventory.preflight(hosts)
+    cmd = [sys.executable, "-m", "pyinfra", str(inventory), HARDEN_DEPLOY]
+    cmd += ["--limit", limit] if limit else []
+    cmd += ["--dry"] if dry else ["-y"]
+    cmd += ["--diff"] if diff else []
+    done = subprocess.run(cmd, check=False)
+    if done.returncode != 0:
+        raise BulwarkError(
+            f"pyinfra failed on {', '.join(h.name for h in hosts)} (exit {done.returncode}): "
+            "see its output above; sshd changes that were not confirmed revert by themselves"
         )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bulwark.errors import AuthError, ConfigError, RemoteError
 from bulwark.hosts.keys import KeyPair, fingerprint, public_key_blob
+from bulwark.hosts.safety import refuse_this_machine
 from bulwark.hosts.ssh import KnownHosts, Login, Session, Target, connect
 from bulwark.settings.hosts import DeployUser
 
@@ -114,6 +115,7 @@ def bootstrap(
     store: TrustStore,
 ) -> BootstrapReport:
     """Make `deploy` a key-login sudo user on `target` and prove it; idempotent."""
+    refuse_this_machine(target)
     deploy_login = Login(deploy.name, key=deploy_key)
     admin, via_deploy = _admin_session(target, first_login, deploy_login, store)
     report = BootstrapReport(target, connected_as=admin.login.user)
@@ -239,25 +241,30 @@ def _ensure_sudoers(s: Session, deploy: DeployUser, report: BootstrapReport) -> 
 
 def prove_access(target: Target, login: Login, known_hosts: KnownHosts) -> AccessProof:
     """In a new connection: log in as `login` by key, check the user and that `sudo -n` works."""
-    assert login.key is not None
     try:
         with connect(target, login, known_hosts) as s:
-            whoami = s.run("id -un").stdout.strip()
-            sudo = s.run("sudo -n true", check=False)
-            host_key = fingerprint(s.host_key)
+            return proof_from(s)
     except AuthError as exc:
         raise RemoteError(f"bootstrap could not prove key login: {exc}") from None
+
+
+def proof_from(s: Session) -> AccessProof:
+    """The proof a key-authenticated session gives: it is the user it claims and sudo -n works."""
+    login = s.login
+    assert login.key is not None
+    whoami = s.run("id -un").stdout.strip()
+    sudo = s.run("sudo -n true", check=False)
     if whoami != login.user or not sudo.ok:
         raise RemoteError(
-            f"bootstrap could not prove access: {login.user}@{target} "
+            f"could not prove access: {login.user}@{s.target} "
             f"{'is ' + whoami if whoami != login.user else 'cannot run sudo -n'}; "
             "nothing that removes the old way in was done"
         )
     return AccessProof(
-        host=target.host,
-        port=target.port,
+        host=s.target.host,
+        port=s.target.port,
         user=login.user,
         key_fingerprint=login.key.fingerprint,
-        host_key_fingerprint=host_key,
+        host_key_fingerprint=fingerprint(s.host_key),
         proved_at=time.time(),
     )

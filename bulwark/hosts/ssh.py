@@ -152,12 +152,15 @@ class Session:
                 wrapped = f"sudo -n sh -c {shlex.quote(command)}"
         try:
             chan_in, chan_out, chan_err = self.client.exec_command(wrapped, timeout=timeout)
-            if feed:
-                chan_in.write(feed)
-            chan_in.channel.shutdown_write()
-            out = chan_out.read().decode(errors="replace")
-            err = chan_err.read().decode(errors="replace")
-            status = chan_out.channel.recv_exit_status()
+            try:
+                if feed:
+                    chan_in.write(feed)
+                chan_in.channel.shutdown_write()
+                out = chan_out.read().decode(errors="replace")
+                err = chan_err.read().decode(errors="replace")
+                status = chan_out.channel.recv_exit_status()
+            finally:
+                chan_out.channel.close()  # free the session slot (sshd MaxSessions)
         except (paramiko.SSHException, OSError) as exc:
             raise ConnectError(f"lost the SSH connection to {self.target}: {exc}") from None
         result = Result(command, status, out, err)

@@ -47,7 +47,7 @@ BASE_PACKAGES = (
 )
 KERNEL_PACKAGES = ("linux-image-cloud-amd64", "initramfs-tools")
 # Bump when the build steps below change in a way the fields do not capture.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 IMAGE_SIZE = "6G"
 
 Progress = Callable[[str], None]
@@ -176,10 +176,11 @@ def _build(image: Image, progress: Progress) -> None:
             ],
             f"debootstrap {recipe.distro}",
         )
-        progress("installing Debian's cloud kernel")
+        progress("upgrading from updates and security, installing Debian's cloud kernel")
+        _write_sources(tree, recipe)
         _install_kernel(tree, recipe)
         progress("configuring the guest like a provider's fresh VPS")
-        _configure(tree, recipe)
+        _configure(tree)
         out = work / "out"
         out.mkdir()
         kernels = sorted((tree / "boot").glob("vmlinuz-*"))
@@ -213,6 +214,9 @@ def _install_kernel(tree: Path, recipe: Recipe) -> None:
     _run(["mount", "-t", "proc", "proc", str(tree / "proc")], "mount /proc")
     _run(["mount", "--bind", "/dev", str(tree / "dev")], "bind /dev")
     try:
+        # Providers refresh their images: a fresh VPS is close to current, not months behind.
+        _run(["chroot", str(tree), "apt-get", "update", "-q"], "apt-get update")
+        _run(["chroot", str(tree), "apt-get", "dist-upgrade", "-y", "-q"], "apt-get dist-upgrade")
         _run(
             [
                 "chroot",
@@ -231,7 +235,20 @@ def _install_kernel(tree: Path, recipe: Recipe) -> None:
         _unmount_all(tree)
 
 
-def _configure(tree: Path, recipe: Recipe) -> None:
+def _write_sources(tree: Path, recipe: Recipe) -> None:
+    """The archive, its updates and the security archive, as on a provider's Debian image."""
+    etc = tree / "etc"
+    (etc / "apt" / "sources.list").unlink(missing_ok=True)
+    security = recipe.mirror.rstrip("/") + "-security"
+    (etc / "apt" / "sources.list.d" / "debian.sources").write_text(
+        f"Types: deb\nURIs: {recipe.mirror}\nSuites: {recipe.distro} {recipe.distro}-updates\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+        f"Types: deb\nURIs: {security}\nSuites: {recipe.distro}-security\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+
+
+def _configure(tree: Path) -> None:
     etc = tree / "etc"
     (etc / "fstab").write_text("/dev/vda / ext4 defaults,errors=remount-ro 0 1\n")
     (etc / "hostname").write_text("bulwark-lab\n")
@@ -243,14 +260,6 @@ def _configure(tree: Path, recipe: Recipe) -> None:
     resolv = etc / "resolv.conf"
     resolv.unlink(missing_ok=True)
     resolv.write_text("nameserver 10.0.2.3\n")
-    (etc / "apt" / "sources.list").unlink(missing_ok=True)
-    security = recipe.mirror.rstrip("/") + "-security"
-    (etc / "apt" / "sources.list.d" / "debian.sources").write_text(
-        f"Types: deb\nURIs: {recipe.mirror}\nSuites: {recipe.distro} {recipe.distro}-updates\n"
-        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
-        f"Types: deb\nURIs: {security}\nSuites: {recipe.distro}-security\n"
-        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
-    )
     # Each VM gets its own machine id at first boot; firstboot would prompt on the console.
     (etc / "machine-id").write_text("")
     (etc / "systemd" / "system" / "systemd-firstboot.service").unlink(missing_ok=True)

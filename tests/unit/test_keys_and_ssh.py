@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from bulwark.errors import ConfigError, ConnectError
 from bulwark.hosts.keys import ensure_key, load_key, public_key_blob
+from bulwark.hosts.safety import refuse_this_machine
 from bulwark.hosts.ssh import KnownHosts, Login, Target, connect
 
 
@@ -102,3 +103,15 @@ def test_connect_to_a_non_ssh_server_is_a_connect_error(tmp_path: Path) -> None:
                 KnownHosts(tmp_path / "kh"),
                 timeout=1,
             )
+
+
+def test_this_machine_is_never_a_target() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        with pytest.raises(ConfigError, match="is this machine, not a lab VM"):
+            refuse_this_machine(Target("127.0.0.1", port))
+    with pytest.raises(ConfigError, match="@local is this machine"):
+        refuse_this_machine(Target("@local"))
+    refuse_this_machine(Target("203.0.113.9"))  # not loopback: allowed (nothing is contacted)

@@ -14,6 +14,7 @@ from bulwark.hosts.bootstrap import TrustStore, require_proof
 from bulwark.hosts.ssh import Target
 from bulwark.lab.image import Recipe
 from bulwark.lab.vm import VMSpec
+from bulwark.settings.docs import settings_table
 from bulwark.settings.hosts import DeployUser, deploy_user
 
 runner = CliRunner()
@@ -92,3 +93,8 @@ def test_bootstrap_to_unreachable_host_fails_clearly(
     assert result.exit_code == 2
     assert f"cannot reach 127.0.0.1:{port}: connection refused" in result.output
     assert "irrelevant" not in result.output
+
+
+def test_readme_settings_table_is_generated_from_the_declarations() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert settings_table() in readme, "README is stale: paste the output of `bulwark settings`"

@@ -1,0 +1,73 @@
+"""fail2ban: an sshd jail that works on journald-only hosts, on the real SSH port, banning
+through ufw, with a recidive jail. The run fails unless the service is active and the jail loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+from pyinfra import host
+from pyinfra.api import deploy, operation
+from pyinfra.facts.files import Sha1File
+from pyinfra.operations import files
+
+from bulwark.hosts.deploys.context import current
+from bulwark.hosts.facts import Fail2banJails
+from bulwark.hosts.templates import render
+
+JAIL_LOCAL = "/etc/fail2ban/jail.local"
+# fail2ban takes a few seconds to load its jails after a restart (longer under emulation).
+CHECK_JAILS = (
+    "for i in $(seq 60); do "
+    "systemctl is-active --quiet fail2ban && fail2ban-client status {jails} >/dev/null 2>&1 "
+    "&& exit 0; sleep 1; done; "
+    "echo 'fail2ban is not active or the {jails} jail is not loaded: "
+    "see journalctl -u fail2ban' >&2; exit 1"
+)
+
+
+@operation()
+def jail_config(content: str, jails: list[str]):  # type: ignore[no-untyped-def]
+    """Install jail.local when it differs (validated with `fail2ban-client -t` first), restart,
+    and require the service active with every jail loaded; also heals a dead fail2ban.
+
+    + content: the jail.local text
+    + jails: jails that must be loaded
+    """
+    current = host.get_fact(Sha1File, path=JAIL_LOCAL)
+    wanted = hashlib.sha1(content.encode(), usedforsecurity=False).hexdigest()
+    loaded = host.get_fact(Fail2banJails)
+    if current == wanted and loaded is not None and set(jails) <= set(loaded):
+        host.noop(f"fail2ban is running with jails {', '.join(sorted(loaded))}")
+        return
+    if current != wanted:
+        yield from files.put._inner(
+            src=io.StringIO(content), dest=JAIL_LOCAL + ".bulwark-new", mode="644"
+        )
+        yield (
+            f"mv {JAIL_LOCAL} {JAIL_LOCAL}.bulwark-old 2>/dev/null; "
+            f"mv {JAIL_LOCAL}.bulwark-new {JAIL_LOCAL} && fail2ban-client -t >/dev/null || "
+            f"{{ mv {JAIL_LOCAL}.bulwark-old {JAIL_LOCAL} 2>/dev/null; "
+            "echo 'fail2ban-client -t rejected jail.local' >&2; exit 1; }"
+        )
+        yield f"rm -f {JAIL_LOCAL}.bulwark-old"
+    yield "systemctl enable --quiet fail2ban && systemctl restart fail2ban"
+    for jail in jails:
+        yield CHECK_JAILS.format(jails=jail)
+
+
+@deploy("fail2ban")
+def fail2ban() -> None:
+    conf = current().settings
+    jails = ["sshd", *(["recidive"] if conf.fail2ban.recidive else [])]
+    jail_config(
+        name=f"fail2ban: jails {', '.join(jails)} on port {conf.ssh.port}, banning through ufw",
+        content=render(
+            "fail2ban/jail.local.j2",
+            f2b=conf.fail2ban,
+            ignoreip=["127.0.0.1/8", "::1", *conf.fail2ban.ignoreip],
+            ssh_port=conf.ssh.port,
+        ),
+        jails=jails,
+    )

@@ -1,0 +1,91 @@
+"""UFW: default deny in, allow out; SSH allowed (rate-limited) before the firewall is enabled;
+exactly the declared ports open, from the declared sources; IPv6 too; logging on."""
+
+from __future__ import annotations
+
+from pyinfra import host, logger
+from pyinfra.api import deploy, operation
+from pyinfra.operations import files
+
+from bulwark.hosts.deploys.context import current
+from bulwark.hosts.facts import CommandExists, UfwStatus
+from bulwark.settings.hosts import FirewallSettings
+
+
+def wanted_rules(fw: FirewallSettings, ssh_ports: list[int]) -> list[str]:
+    """The rules as `ufw show added` prints them (so current and wanted compare as strings)."""
+    rules = []
+    ssh_action = "limit" if fw.ssh_rate_limit else "allow"
+    for port in ssh_ports:
+        for source in fw.ssh_sources:
+            rules.append(_rule(ssh_action, port, "tcp", source))
+    for rule in fw.allow:
+        for source in rule.sources:
+            rules.append(_rule("allow", rule.port, rule.proto, source))
+    return list(dict.fromkeys(rules))
+
+
+def _rule(action: str, port: int, proto: str, source: str) -> str:
+    if source == "any":
+        return f"{action} {port}/{proto}"
+    return f"{action} from {source} to any port {port} proto {proto}"
+
+
+@operation()
+def ufw_rules(rules: list[str], logging: str):  # type: ignore[no-untyped-def]
+    """Converge UFW to exactly `rules`, then enable it. Rules are added before anything is
+    removed or enabled, so the SSH port is always allowed first (enabling UFW without it is the
+    classic instant lockout).
+
+    + rules: wanted rules in `ufw show added` form, e.g. "limit 22/tcp"
+    + logging: ufw logging level
+    """
+    state = host.get_fact(UfwStatus)
+    current = state["rules"]
+    changed = False
+    for rule in rules:
+        if rule not in current:
+            yield f"ufw {rule}"
+            changed = True
+    for rule in current:
+        if rule not in rules:
+            yield f"ufw delete {rule}"
+            changed = True
+    if state["incoming"] != "deny":
+        yield "ufw default deny incoming"
+        changed = True
+    if state["outgoing"] != "allow":
+        yield "ufw default allow outgoing"
+        changed = True
+    if state["logging"] != logging:
+        yield f"ufw logging {logging}"
+        changed = True
+    if not state["active"]:
+        yield "ufw --force enable"  # --force: it would prompt over SSH otherwise
+        changed = True
+    if not changed:
+        host.noop(f"ufw is active with exactly {len(rules)} declared rules")
+
+
+@deploy("Firewall")
+def firewall() -> None:
+    conn = current()
+    conf = conn.settings
+    if host.get_fact(CommandExists, program="docker"):
+        logger.warning(
+            "%s: Docker is installed; ports it publishes bypass UFW: bind them to 127.0.0.1",
+            host.name,
+        )
+    files.line(
+        name="UFW filters IPv6 as well" if conf.firewall.ipv6 else "UFW leaves IPv6 alone",
+        path="/etc/default/ufw",
+        line="^IPV6=.*",
+        replace=f"IPV6={'yes' if conf.firewall.ipv6 else 'no'}",
+    )
+    # While the port moves, both the port we are connected on and the new one stay open.
+    ssh_ports = sorted({conn.sshd_port, conf.ssh.port})
+    ufw_rules(
+        name=f"UFW: deny in, allow out, SSH on {ssh_ports}, {len(conf.firewall.allow)} more",
+        rules=wanted_rules(conf.firewall, ssh_ports),
+        logging=conf.firewall.logging,
+    )

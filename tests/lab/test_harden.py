@@ -1,0 +1,235 @@
+"""Hardening on a real lab VPS: bootstrapped, hardened, probed from outside, re-run, broken on
+purpose. One VM for the module (TCG is slow): tests run in file order and build on each other."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+
+from bulwark.errors import AuthError
+from bulwark.hosts.bootstrap import TrustStore, bootstrap
+from bulwark.hosts.keys import KeyPair, ensure_key
+from bulwark.hosts.ssh import Login, Session, connect
+from bulwark.lab.inventory import host_data, write_inventory
+from bulwark.lab.pytest_plugin import Boot
+from bulwark.lab.vm import LabVM
+from bulwark.settings.hosts import DeployUser
+
+DECLARED, UNDECLARED = 8081, 8082
+SETTINGS: dict[str, Any] = {
+    "firewall": {"allow": [{"port": DECLARED}]},
+    # Short bans so the brute-force test can wait one out (every lab connection comes from
+    # qemu's 10.0.2.2, so a ban locks the test out as it would lock out an attacker).
+    "fail2ban": {"bantime": "40s", "maxretry": 3, "recidive": False},
+}
+
+
+@pytest.fixture(scope="module")
+def vm(lab_vms: Boot) -> LabVM:
+    return lab_vms(distro="bookworm", forwards=(2222, DECLARED, UNDECLARED))
+
+
+@pytest.fixture(scope="module")
+def operator(vm: LabVM) -> KeyPair:
+    key, _ = ensure_key(vm.directory / "operator_ed25519")
+    bootstrap(vm.target, vm.root_login(), DeployUser(), key, TrustStore(vm.directory))
+    return key
+
+
+def inventory(vm: LabVM, operator: KeyPair, **overrides: Any) -> Path:
+    settings = {**SETTINGS, **overrides}
+    data = host_data(vm, user="deploy", key=operator.path, bulwark=settings)
+    return write_inventory(vm.directory / "inventory.py", {"lab": data})
+
+
+def harden(inv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("bulwark")
+    return subprocess.run(
+        [str(exe), "harden", str(inv), *args],
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        check=False,
+    )
+
+
+def changed_ops(output: str) -> int:
+    """pyinfra's 'Grand total' row: hosts, success (changed), error, no change."""
+    for line in output.splitlines():
+        if line.strip().startswith("Grand total"):
+            cells = line.split()[2:]
+            return 0 if cells[1] == "-" else int(cells[1])
+    raise AssertionError(f"no results table in pyinfra's output:\n{output[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def hardened(vm: LabVM, operator: KeyPair) -> subprocess.CompletedProcess[str]:
+    return harden(inventory(vm, operator))
+
+
+@pytest.fixture
+def shell(vm: LabVM, operator: KeyPair) -> Iterator[Session]:
+    store = TrustStore(vm.directory)
+    with connect(vm.target, Login("deploy", key=operator), store.known_hosts) as s:
+        yield s
+
+
+def test_first_run_succeeds(hardened: subprocess.CompletedProcess[str]) -> None:
+    assert hardened.returncode == 0, hardened.stdout[-3000:] + hardened.stderr[-2000:]
+    assert changed_ops(hardened.stdout) > 0
+
+
+def test_root_login_is_refused(vm: LabVM, hardened: object) -> None:
+    with pytest.raises(AuthError):
+        connect(vm.target, vm.root_login(), TrustStore(vm.directory).known_hosts)
+
+
+def test_only_publickey_is_offered(vm: LabVM, hardened: object) -> None:
+    for user in ("root", "deploy", "nobody-here"):
+        with socket.create_connection(("127.0.0.1", vm.ssh_port), timeout=30) as sock:
+            transport = paramiko.Transport(sock)
+            try:
+                transport.start_client(timeout=30)
+                with pytest.raises(paramiko.BadAuthenticationType) as caught:
+                    transport.auth_none(user)
+                assert caught.value.allowed_types == ["publickey"]
+            finally:
+                transport.close()
+
+
+def _http_get(port: int) -> bytes:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.settimeout(10)
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            return s.recv(64)
+    except OSError:
+        return b""
+
+
+def test_only_declared_ports_are_reachable(vm: LabVM, shell: Session, hardened: object) -> None:
+    status = shell.run("ufw status verbose", sudo=True).stdout
+    assert "Status: active" in status
+    assert "deny (incoming), allow (outgoing)" in status
+    for port in (DECLARED, UNDECLARED):
+        shell.run(
+            f"nohup python3 -m http.server {port} --directory /var/empty >/dev/null 2>&1 & sleep 2",
+            sudo=True,
+        )
+    try:
+        assert _http_get(vm.port(DECLARED)).startswith(b"HTTP/1.0")
+        assert _http_get(vm.port(UNDECLARED)) == b""
+    finally:
+        shell.run("pkill -f 'http.server' || true", sudo=True, check=False)
+
+
+def test_unattended_upgrades_picks_the_security_origin(shell: Session, hardened: object) -> None:
+    dry = shell.run("unattended-upgrade --dry-run -d 2>&1", sudo=True, timeout=600).stdout
+    origins = next(line for line in dry.splitlines() if "Allowed origins are:" in line)
+    assert "origin=Debian,codename=bookworm-security,label=Debian-Security" in origins
+
+
+def test_ssh_audit_hardened_policy_passes(vm: LabVM, hardened: object) -> None:
+    audit = subprocess.run(
+        [
+            sys.executable, "-m", "ssh_audit", "-P", "Hardened Debian 12 (version 2)",
+            "-p", str(vm.ssh_port), "127.0.0.1",
+        ],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert audit.returncode == 0, audit.stdout[-3000:]
+    assert "Passed" in audit.stdout
+
+
+def test_fail2ban_and_sysctl_and_mounts(shell: Session, hardened: object) -> None:
+    jails = shell.run("fail2ban-client status", sudo=True).stdout
+    assert "sshd" in jails
+    assert shell.run("sysctl -n fs.suid_dumpable kernel.kptr_restrict").stdout.split() == ["0", "2"]
+    mounts = shell.run("findmnt -no OPTIONS /tmp; findmnt -no OPTIONS /dev/shm").stdout.split()
+    for options in mounts:
+        assert {"nodev", "nosuid", "noexec"} <= set(options.split(","))
+
+
+def test_second_run_changes_nothing(vm: LabVM, operator: KeyPair, hardened: object) -> None:
+    again = harden(inventory(vm, operator))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert changed_ops(again.stdout) == 0, again.stdout[-4000:]
+
+
+def test_allow_users_excluding_the_connecting_user_is_refused_first(
+    vm: LabVM, operator: KeyPair, shell: Session
+) -> None:
+    before = shell.run("sha1sum /etc/ssh/sshd_config.d/00-bulwark.conf", sudo=True).stdout
+    refused = harden(inventory(vm, operator, ssh={"allow_users": ["ops"]}))
+    assert refused.returncode == 2
+    assert "excludes deploy, the user this run connects as" in refused.stderr
+    assert "Connecting to hosts" not in refused.stdout  # refused before any contact
+    assert shell.run("sha1sum /etc/ssh/sshd_config.d/00-bulwark.conf", sudo=True).stdout == before
+
+
+def test_invalid_sshd_setting_is_caught_and_the_old_config_stays(
+    vm: LabVM, operator: KeyPair
+) -> None:
+    broken = harden(inventory(vm, operator, ssh={"max_startups": "not-a-number"}))
+    assert broken.returncode != 0
+    assert "sshd -t rejected the new config" in broken.stdout + broken.stderr
+    with connect(
+        vm.target, Login("deploy", key=operator), TrustStore(vm.directory).known_hosts
+    ) as s:
+        assert "maxstartups 10:30:60" in s.run("sshd -T", sudo=True).stdout
+
+
+def test_port_change_keeps_the_host_reachable(vm: LabVM, operator: KeyPair) -> None:
+    moved = harden(inventory(vm, operator, ssh={"port": 2222}))
+    assert moved.returncode == 0, moved.stdout[-3000:]
+    store = TrustStore(vm.directory)
+    new = vm.port(2222)
+    with connect(
+        vm.target.__class__("127.0.0.1", new), Login("deploy", key=operator), store.known_hosts
+    ) as s:
+        assert "port 2222" in s.run("sshd -T", sudo=True).stdout
+        assert "2222/tcp" in s.run("ufw status", sudo=True).stdout
+        # The revert timer was cancelled by the fresh login: nothing will undo the change.
+        assert "bulwark-ssh-revert" not in s.run("systemctl list-timers", sudo=True).stdout
+
+
+def test_fail2ban_bans_a_brute_forcer_then_lets_it_back(vm: LabVM, operator: KeyPair) -> None:
+    port = vm.port(2222)
+    stranger = paramiko.Ed25519Key.from_private_key_file(str(operator.path))  # right key...
+    for attempt in range(6):  # ...wrong user: each try is a failure sshd logs
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - probe only
+        try:
+            client.connect("127.0.0.1", port=port, username=f"intruder{attempt}", pkey=stranger,
+                           timeout=10, banner_timeout=10, auth_timeout=10,
+                           allow_agent=False, look_for_keys=False)  # fmt: skip
+        except (paramiko.SSHException, OSError):
+            pass
+        finally:
+            client.close()
+    time.sleep(5)
+    store = TrustStore(vm.directory)
+    login = Login("deploy", key=operator)
+    target = vm.target.__class__("127.0.0.1", port)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - banned: dropped in any of several ways
+        connect(target, login, store.known_hosts, timeout=10, retries=0)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with connect(target, login, store.known_hosts, timeout=10, retries=0) as s:
+                status = s.run("fail2ban-client status sshd", sudo=True).stdout
+                break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(10)
+    assert re.search(r"Total banned:\s+[1-9]", status), status

@@ -1,0 +1,167 @@
+"""What the hardening deploys would write, per distro, without a host."""
+
+from __future__ import annotations
+
+import pytest
+
+from bulwark.errors import ConfigError
+from bulwark.hosts.deploys.firewall import wanted_rules
+from bulwark.hosts.deploys.ssh import managed_keys
+from bulwark.hosts.deploys.updates import security_origin
+from bulwark.hosts.sshcrypto import DEBIAN_12, PQ_ONLY, UBUNTU_2404, crypto_for
+from bulwark.hosts.templates import render
+from bulwark.settings.hosts import FirewallSettings, HardenSettings, harden_settings
+
+
+@pytest.mark.parametrize(
+    ("version", "crypto"),
+    [((9, 2), DEBIAN_12), ((8, 9), DEBIAN_12), ((9, 6), UBUNTU_2404), ((10, 0), PQ_ONLY)],
+)
+def test_crypto_follows_the_openssh_version(version: tuple[int, int], crypto: object) -> None:
+    assert crypto_for(version) is crypto
+
+
+def test_too_old_openssh_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"OpenSSH 7\.4 is too old"):
+        crypto_for((7, 4))
+
+
+def test_no_weak_algorithms_in_any_set() -> None:
+    for crypto in (DEBIAN_12, UBUNTU_2404, PQ_ONLY):
+        assert all("etm" in mac for mac in crypto.macs)
+        assert not any("sha1" in kex or "nistp" in kex for kex in crypto.kex)
+        assert not any("cbc" in c for c in crypto.ciphers)
+
+
+def dropin(settings: HardenSettings, version: tuple[int, int] = (9, 2)) -> str:
+    return render(
+        "ssh/00-bulwark.conf.j2",
+        ssh=settings.ssh,
+        allow_users=settings.allowed_users,
+        crypto=crypto_for(version),
+        openssh=f"{version[0]}.{version[1]}",
+        required_rsa_size=version >= (9, 1),
+    )
+
+
+def directives(text: str) -> dict[str, str]:
+    found = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            # HostKey is the one directive sshd takes many times; all others: first wins.
+            assert key.lower() == "hostkey" or key.lower() not in found, f"{key} set twice"
+            found[key.lower()] = value
+    return found
+
+
+def test_sshd_dropin_defaults() -> None:
+    conf = directives(dropin(HardenSettings()))
+    assert conf["permitrootlogin"] == "no"
+    assert conf["passwordauthentication"] == "no"
+    assert conf["kbdinteractiveauthentication"] == "no"
+    assert conf["authenticationmethods"] == "publickey"
+    assert conf["allowusers"] == "deploy"
+    assert conf["x11forwarding"] == "no"
+    assert conf["disableforwarding"] == "yes"
+    assert conf["loglevel"] == "VERBOSE"
+    assert conf["port"] == "22"
+    assert "banner" not in conf
+    assert conf["kexalgorithms"] == ",".join(DEBIAN_12.kex)
+
+
+def test_sshd_dropin_reflects_settings() -> None:
+    settings = harden_settings(
+        {"ssh": {"port": 2222, "allow_users": ["deploy", "ops"], "banner": "Authorised only"}}
+    )
+    conf = directives(dropin(settings, (8, 9)))
+    assert conf["port"] == "2222"
+    assert conf["allowusers"] == "deploy ops"
+    assert conf["banner"] == "/etc/issue.net"
+    assert "requiredrsasize" not in conf  # OpenSSH < 9.1 would reject it
+
+
+def test_managed_keys_cover_what_providers_ship() -> None:
+    assert {"passwordauthentication", "permitrootlogin", "kbdinteractiveauthentication"} <= (
+        managed_keys()
+    )
+
+
+def test_firewall_rules_in_ufw_show_added_form() -> None:
+    fw = FirewallSettings.model_validate(
+        {
+            "allow": [{"port": 443}, {"port": 5432, "sources": ["10.0.0.0/8"]}],
+            "ssh_sources": ["any"],
+        }
+    )
+    assert wanted_rules(fw, [22, 2222]) == [
+        "limit 22/tcp",
+        "limit 2222/tcp",
+        "allow 443/tcp",
+        "allow from 10.0.0.0/8 to any port 5432 proto tcp",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("distro", "codename", "line", "origin"),
+    [
+        (
+            "debian",
+            "bookworm",
+            '"origin=Debian,codename=${distro_codename}-security,label=Debian-Security";',
+            "origin=Debian,codename=bookworm-security,label=Debian-Security",
+        ),
+        (
+            "ubuntu",
+            "noble",
+            '"${distro_id}:${distro_codename}-security";',
+            "o=Ubuntu,a=noble-security",
+        ),
+    ],
+)
+def test_unattended_upgrades_origins_per_distro(
+    distro: str, codename: str, line: str, origin: str
+) -> None:
+    text = render(
+        "apt/50unattended-upgrades.j2",
+        distro_id=distro,
+        codename=codename,
+        updates=HardenSettings().updates,
+    )
+    assert line in text
+    assert security_origin(distro, codename) == origin
+    if distro == "ubuntu":
+        assert "ESM" in text
+        assert "Origins-Pattern" not in text
+    else:
+        assert "Allowed-Origins" not in text
+
+
+def test_jail_local_uses_the_journal_and_the_real_port() -> None:
+    settings = harden_settings({"ssh": {"port": 2222}, "fail2ban": {"ignoreip": ["192.0.2.0/24"]}})
+    text = render(
+        "fail2ban/jail.local.j2",
+        f2b=settings.fail2ban,
+        ignoreip=["127.0.0.1/8", "::1", *settings.fail2ban.ignoreip],
+        ssh_port=settings.ssh.port,
+    )
+    sshd = text.split("[sshd]")[1].split("[recidive]")[0]
+    assert "backend = systemd" in sshd
+    assert "port = 2222" in sshd
+    assert "banaction = ufw" in text
+    assert "192.0.2.0/24" in text
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"ssh": {"port": 0}}, "bulwark.ssh.port"),
+        ({"ssh": {"allow_users": ["Root!"]}}, "bulwark.ssh.allow_users.0"),
+        ({"firewall": {"allow": [{"port": 70000}]}}, "bulwark.firewall.allow.0.port"),
+        ({"sssh": {}}, "bulwark.sssh"),
+        ({"updates": {"reboot_time": "4am"}}, "bulwark.updates.reboot_time"),
+    ],
+)
+def test_bad_host_data_names_the_field(data: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{field}: "):
+        harden_settings(data)
