@@ -6,7 +6,6 @@ import functools
 import json
 import os
 import shlex
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from rich.table import Table
 from bulwark.demo import run_demo
 from bulwark.errors import BulwarkError, ConfigError, ExitCode
 from bulwark.hosts import bootstrap as bs
-from bulwark.hosts import inventory as host_inventory
+from bulwark.hosts.harden import run_harden
 from bulwark.hosts.keys import ensure_key, load_key
 from bulwark.hosts.ssh import Login, Target
 from bulwark.lab import vm as lab
@@ -281,9 +280,6 @@ def _print_bootstrap(report: bs.BootstrapReport) -> None:
         )
 
 
-HARDEN_DEPLOY = "bulwark.hosts.deploys.harden.harden"
-
-
 @app.command()
 def settings() -> None:
     """Print the table of hardening settings (defaults and reasons) as Markdown."""
@@ -303,18 +299,7 @@ def harden(
     diff: Annotated[bool, typer.Option("--diff", help="Show file differences.")] = False,
 ) -> None:
     """Harden hosts with pyinfra: SSH, firewall, fail2ban, updates, kernel (lockout-safe)."""
-    hosts = host_inventory.load(inventory, limit)
-    host_inventory.preflight(hosts)
-    cmd = [sys.executable, "-m", "pyinfra", str(inventory), HARDEN_DEPLOY]
-    cmd += ["--limit", limit] if limit else []
-    cmd += ["--dry"] if dry else ["-y"]
-    cmd += ["--diff"] if diff else []
-    done = subprocess.run(cmd, check=False)
-    if done.returncode != 0:
-        raise BulwarkError(
-            f"pyinfra failed on {', '.join(h.name for h in hosts)} (exit {done.returncode}): "
-            "see its output above; sshd changes that were not confirmed revert by themselves"
-        )
+    run_harden(inventory, limit=limit, dry=dry, diff=diff)
 
 
 @app.command()
@@ -325,7 +310,7 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Leave the VM running afterwards.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Boot a lab VM as a fresh VPS and bootstrap it (then prove the re-run changes nothing)."""
+    """Boot a lab VM as a fresh VPS, bootstrap it, harden it, and check the result."""
 
     spec = lab.VMSpec(distro=distro, auth=auth)  # type: ignore[arg-type]
     with progress() as say:
@@ -338,14 +323,21 @@ def demo(
         _print_bootstrap(result.second)
         mark = "[green]✓[/green]" if result.host_key_confirmed else "[red]✗[/red]"
         out.print(f"  {mark} pinned host key matches the one the VM printed on its console")
+        out.print(f"hardened: {result.harden.changed} operations changed the host")
+        mark = "[green]✓[/green]" if result.root_login_refused else "[red]✗[/red]"
+        out.print(f"  {mark} root login is refused from outside")
         if keep:
             key = shlex.quote(str(result.operator_key))
             out.print(
                 f"VM left running: bulwark lab ssh {result.vm.name} --user deploy --key {key}"
             )
-    if not result.host_key_confirmed or result.second.changes:
+    if not result.host_key_confirmed or result.second.changes or not result.root_login_refused:
         raise typer.Exit(int(ExitCode.FAILED_CHECKS))
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""The demo: a lab VM that looks like a fresh VPS, bootstrapped the way an operator would."""
+"""The demo: a lab VM that looks like a fresh VPS, bootstrapped and hardened as operators do."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bulwark import dirs
+from bulwark.errors import AuthError
 from bulwark.hosts.bootstrap import BootstrapReport, TrustStore, bootstrap
+from bulwark.hosts.harden import HardenRun, run_harden
 from bulwark.hosts.keys import ensure_key
+from bulwark.hosts.ssh import connect
 from bulwark.lab import vm as lab
+from bulwark.lab.inventory import host_data, write_inventory
 from bulwark.lab.tools import ensure_tools
 from bulwark.settings.hosts import DeployUser
 
@@ -23,6 +27,8 @@ class DemoResult:
     second: BootstrapReport
     host_key_confirmed: bool
     operator_key: Path
+    harden: HardenRun
+    root_login_refused: bool
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -30,13 +36,16 @@ class DemoResult:
             "bootstrap": self.first.as_dict(),
             "rerun": self.second.as_dict(),
             "host_key_confirmed": self.host_key_confirmed,
+            "harden": {"changed": self.harden.changed},
+            "root_login_refused": self.root_login_refused,
         }
 
 
 def run_demo(
     spec: lab.VMSpec, *, keep: bool = False, progress: Progress | None = None
 ) -> DemoResult:
-    """Boot a lab VPS, bootstrap it, bootstrap it again (a no-op), and check the pinned host key.
+    """Boot a lab VPS, bootstrap it (twice: the second is a no-op), check the pinned host key,
+    harden it, and check from outside that root login is now refused.
 
     The VM is stopped afterwards unless `keep`; the operator key lives in the demo workspace,
     never in the user's ~/.ssh.
@@ -55,9 +64,25 @@ def run_demo(
         second = bootstrap(vm.target, vm.root_login(), deploy, key, store)
         pinned = first.proof.host_key_fingerprint if first.proof else ""
         confirmed = pinned in vm.host_key_fingerprints.values()
+        say("hardening with pyinfra (several minutes under emulation: apt dominates)")
+        inventory = write_inventory(
+            vm.directory / "inventory.py",
+            {vm.name: host_data(vm, user=deploy.name, key=deploy.key_path)},
+        )
+        harden = run_harden(inventory, capture=True)
+        say("checking from outside that root login is refused")
+        refused = _root_refused(vm, store)
     except BaseException:
         lab.stop(vm)
         raise
     if not keep:
         lab.stop(vm)
-    return DemoResult(vm, first, second, confirmed, deploy.key_path)
+    return DemoResult(vm, first, second, confirmed, deploy.key_path, harden, refused)
+
+
+def _root_refused(vm: lab.LabVM, store: TrustStore) -> bool:
+    try:
+        connect(vm.target, vm.root_login(), store.known_hosts).close()
+    except AuthError:
+        return True
+    return False

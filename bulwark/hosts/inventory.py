@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pyinfra.api import Config, State
+from pyinfra.context import ctx_config, ctx_state
 from pyinfra_cli.inventory import make_inventory
 
 from bulwark.errors import ConfigError
@@ -66,7 +68,9 @@ def load(path: Path, limit: str | None = None) -> list[InventoryHost]:
     if not path.is_file():
         raise ConfigError(f"inventory {path} does not exist: pass a pyinfra inventory file")
     try:
-        inventory = make_inventory(str(path))
+        # pyinfra's loader expects the config and state contexts its CLI sets up first.
+        with ctx_config.use(Config()), ctx_state.use(State()):  # type: ignore[no-untyped-call]
+            inventory = make_inventory(str(path))
     except Exception as exc:
         raise ConfigError(f"inventory {path} could not be loaded: {exc}") from None
     hosts = []

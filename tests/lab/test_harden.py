@@ -17,6 +17,7 @@ import pytest
 
 from bulwark.errors import AuthError
 from bulwark.hosts.bootstrap import TrustStore, bootstrap
+from bulwark.hosts.harden import changed_operations
 from bulwark.hosts.keys import KeyPair, ensure_key
 from bulwark.hosts.ssh import Login, Session, connect
 from bulwark.lab.inventory import host_data, write_inventory
@@ -63,12 +64,9 @@ def harden(inv: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def changed_ops(output: str) -> int:
-    """pyinfra's 'Grand total' row: hosts, success (changed), error, no change."""
-    for line in output.splitlines():
-        if line.strip().startswith("Grand total"):
-            cells = line.split()[2:]
-            return 0 if cells[1] == "-" else int(cells[1])
-    raise AssertionError(f"no results table in pyinfra's output:\n{output[-2000:]}")
+    changed = changed_operations(output)
+    assert changed is not None, f"no results table in pyinfra's output:\n{output[-2000:]}"
+    return changed
 
 
 @pytest.fixture(scope="module")
@@ -121,15 +119,18 @@ def test_only_declared_ports_are_reachable(vm: LabVM, shell: Session, hardened: 
     assert "Status: active" in status
     assert "deny (incoming), allow (outgoing)" in status
     for port in (DECLARED, UNDECLARED):
+        # A transient unit outlives this SSH channel; wait until it really listens.
         shell.run(
-            f"nohup python3 -m http.server {port} --directory /var/empty >/dev/null 2>&1 & sleep 2",
+            f"systemd-run --quiet --unit=probe-{port} python3 -m http.server {port} "
+            f"--directory /usr/share/doc && for i in $(seq 60); do "
+            f"ss -ltn | grep -q ':{port} ' && exit 0; sleep 1; done; exit 1",
             sudo=True,
         )
     try:
         assert _http_get(vm.port(DECLARED)).startswith(b"HTTP/1.0")
         assert _http_get(vm.port(UNDECLARED)) == b""
     finally:
-        shell.run("pkill -f 'http.server' || true", sudo=True, check=False)
+        shell.run(f"systemctl stop probe-{DECLARED} probe-{UNDECLARED}", sudo=True, check=False)
 
 
 def test_unattended_upgrades_picks_the_security_origin(shell: Session, hardened: object) -> None:

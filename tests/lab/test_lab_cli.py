@@ -67,11 +67,13 @@ def test_trixie_lab_up_bootstrap_list_down(tmp_path: Path) -> None:
     assert not Path(vm["directory"]).exists()
 
 
-def test_demo_boots_and_bootstraps_a_fresh_vps() -> None:
+def test_demo_boots_bootstraps_and_hardens_a_fresh_vps() -> None:
     result = bulwark("demo", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["bootstrap"]["proof"]["user"] == "deploy"
     assert data["rerun"]["changes"] == []
     assert data["host_key_confirmed"] is True
+    assert data["harden"]["changed"] > 0
+    assert data["root_login_refused"] is True
     assert data["vm"]["name"] not in [v.name for v in lab.running()]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bulwark.errors import ConfigError
 from bulwark.hosts.deploys.firewall import wanted_rules
-from bulwark.hosts.deploys.ssh import managed_keys
+from bulwark.hosts.deploys.ssh import SshPlan, managed_keys, reload_command
 from bulwark.hosts.deploys.updates import security_origin
 from bulwark.hosts.sshcrypto import DEBIAN_12, PQ_ONLY, UBUNTU_2404, crypto_for
 from bulwark.hosts.templates import render
@@ -165,3 +167,41 @@ def test_jail_local_uses_the_journal_and_the_real_port() -> None:
 def test_bad_host_data_names_the_field(data: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{field}: "):
         harden_settings(data)
+
+
+def plan(**changes: object) -> SshPlan:
+    base = SshPlan(
+        dropin="",
+        dropin_changes=True,
+        neutralise=(),
+        remove_host_keys=(),
+        regenerate_rsa=False,
+        filter_moduli=False,
+        port_changes=False,
+        socket_activated=False,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "command"),
+    [
+        ({}, "systemctl reload ssh"),
+        ({"port_changes": True}, "systemctl restart ssh"),
+        # Ubuntu >= 22.10: the socket owns the port.
+        ({"port_changes": True, "socket_activated": True}, "systemctl restart ssh.socket"),
+        ({"socket_activated": True}, "systemctl reload ssh"),
+    ],
+)
+def test_sshd_reload_per_init_style(changes: dict[str, object], command: str) -> None:
+    assert reload_command(plan(**changes)).endswith(command)
+
+
+def test_empty_plan_means_nothing_to_do() -> None:
+    assert plan(dropin_changes=False).empty
+    assert not plan(dropin_changes=False, filter_moduli=True).empty
+
+
+def test_needrestart_never_prompts() -> None:
+    assert "$nrconf{restart} = 'a';" in render("apt/needrestart-bulwark.conf.j2")
+    assert 'DPkg::Lock::Timeout "300";' in render("apt/80bulwark.j2")

@@ -39,6 +39,7 @@ from bulwark.hosts.templates import render
 from bulwark.settings.hosts import HardenSettings, SshSettings
 
 DROPIN = "/etc/ssh/sshd_config.d/00-bulwark.conf"
+# 0711: others may pass through to the deploy user's upload dir below it, never list it.
 STATE_DIR = "/var/lib/bulwark"
 BACKUP = f"{STATE_DIR}/ssh-backup"
 REVERT_UNIT = "bulwark-ssh-revert"
@@ -122,6 +123,16 @@ def make_plan(conf: HardenSettings, conn: InventoryHost) -> SshPlan:
     )
 
 
+def reload_command(plan: SshPlan) -> str:
+    """How sshd picks up the change: a reload keeps sessions; a new port needs the listener
+    restarted, and on Ubuntu >= 22.10 the port lives in ssh.socket (ANCHORS pitfall 4)."""
+    if plan.socket_activated and plan.port_changes:
+        return "systemctl daemon-reload && systemctl restart ssh.socket"
+    if plan.port_changes:
+        return "systemctl restart ssh"
+    return "systemctl reload ssh"
+
+
 @operation()
 def guarded_sshd_change(conn: InventoryHost):  # type: ignore[no-untyped-def]
     """Change sshd's config under the revert guard (backup + timer), validate, reload.
@@ -136,7 +147,7 @@ def guarded_sshd_change(conn: InventoryHost):  # type: ignore[no-untyped-def]
     yield (
         f"systemctl stop {REVERT_UNIT}.timer 2>/dev/null; "
         f"systemctl reset-failed {REVERT_UNIT}.service {REVERT_UNIT}.timer 2>/dev/null; "
-        f"install -d -m 700 {STATE_DIR} && rm -rf {BACKUP}.new && cp -a /etc/ssh {BACKUP}.new "
+        f"install -d -m 711 {STATE_DIR} && rm -rf {BACKUP}.new && cp -a /etc/ssh {BACKUP}.new "
         f"&& rm -rf {BACKUP} && mv {BACKUP}.new {BACKUP}"
     )
     yield (
@@ -171,12 +182,7 @@ def guarded_sshd_change(conn: InventoryHost):  # type: ignore[no-untyped-def]
         f"sshd -t || {{ systemctl stop {REVERT_UNIT}.timer; {REVERT_SCRIPT}; "
         "echo 'sshd -t rejected the new config; the previous one is back' >&2; exit 1; }"
     )
-    if plan.socket_activated and plan.port_changes:
-        yield "systemctl daemon-reload && systemctl restart ssh.socket"
-    elif plan.port_changes:
-        yield "systemctl restart ssh"
-    else:
-        yield "systemctl reload ssh"
+    yield reload_command(plan)
 
 
 def confirm_fresh_login(conn: InventoryHost, port: int) -> None:

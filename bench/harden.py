@@ -1,0 +1,90 @@
+"""Benchmark: bulwark bootstrap + harden vs a minimal bash baseline, on fresh lab VMs, one run.
+
+    uv run python bench/harden.py [--distro bookworm]
+
+Both start from the same fresh lab image (root by key). The baseline does what a typical
+hand-written script does (upgrade; install ufw, fail2ban, unattended-upgrades; a deploy user;
+ufw rules; an sshd drop-in; a jail.local; dpkg-reconfigure) over one SSH session, with none of
+bulwark's checks. Prints both times, their ratio, and bulwark's idempotent re-run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bulwark.hosts.bootstrap import TrustStore, bootstrap
+from bulwark.hosts.keys import ensure_key
+from bulwark.hosts.ssh import connect
+from bulwark.lab import vm as lab
+from bulwark.lab.inventory import host_data, write_inventory
+from bulwark.settings.hosts import DeployUser
+
+BASELINE = r"""
+set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get -y -q -o Dpkg::Options::=--force-confold dist-upgrade
+apt-get -y -q install ufw fail2ban unattended-upgrades python3-systemd
+id deploy >/dev/null 2>&1 || useradd -m -s /bin/bash deploy
+install -d -m 700 -o deploy -g deploy /home/deploy/.ssh
+cat > /home/deploy/.ssh/authorized_keys
+chown deploy: /home/deploy/.ssh/authorized_keys && chmod 600 /home/deploy/.ssh/authorized_keys
+echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy
+ufw allow 22/tcp && ufw --force enable
+printf 'PermitRootLogin no\nPasswordAuthentication no\n' > /etc/ssh/sshd_config.d/00-hardening.conf
+sshd -t && systemctl reload ssh
+printf '[sshd]\nenabled = true\nbackend = systemd\n' > /etc/fail2ban/jail.local
+systemctl restart fail2ban
+echo 'unattended-upgrades unattended-upgrades/enable_auto_updates boolean true' \
+  | debconf-set-selections
+dpkg-reconfigure -f noninteractive unattended-upgrades
+"""
+
+
+def timed_harden(inventory: Path) -> float:
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bulwark.cli", "harden", str(inventory)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"harden failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+    return time.monotonic() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--distro", default="bookworm")
+    args = parser.parse_args()
+    spec = lab.VMSpec(distro=args.distro)
+
+    with lab.booted(spec) as vm:
+        key, _ = ensure_key(vm.directory / "operator")
+        start = time.monotonic()
+        bootstrap(vm.target, vm.root_login(), DeployUser(), key, TrustStore(vm.directory))
+        inv = write_inventory(
+            vm.directory / "inventory.py", {"bench": host_data(vm, user="deploy", key=key.path)}
+        )
+        bulwark_first = time.monotonic() - start + timed_harden(inv)
+        bulwark_rerun = timed_harden(inv)
+
+    with lab.booted(spec) as vm:
+        key, _ = ensure_key(vm.directory / "operator")
+        start = time.monotonic()
+        with connect(vm.target, vm.root_login(), TrustStore(vm.directory).known_hosts) as s:
+            s.run(BASELINE, stdin=key.public_line + "\n", timeout=3600)
+        baseline = time.monotonic() - start
+
+    print(f"distro:                    {args.distro} (lab VM, {vm.accel.upper()})")
+    print(f"bash baseline:             {baseline:7.1f} s")
+    print(f"bulwark bootstrap+harden:  {bulwark_first:7.1f} s")
+    print(f"ratio bulwark/baseline:    {bulwark_first / baseline:7.2f}  (target <= 1.3)")
+    print(f"bulwark idempotent re-run: {bulwark_rerun:7.1f} s  (target < 15 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Run the harden deploy through pyinfra, after checking the inventory without contacting hosts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bulwark.errors import BulwarkError
+from bulwark.hosts import inventory as host_inventory
+
+HARDEN_DEPLOY = "bulwark.hosts.deploys.harden.harden"
+
+
+@dataclass(frozen=True)
+class HardenRun:
+    """pyinfra's verdict: exit status, operations that changed something, its output."""
+
+    hosts: tuple[str, ...]
+    exit_status: int
+    changed: int | None
+    output: str
+
+
+def changed_operations(output: str) -> int | None:
+    """The 'changed' count of pyinfra's Grand total row (hosts, changed, errors, no change)."""
+    for line in output.splitlines():
+        cells = line.split()
+        if cells[:2] == ["Grand", "total"] and len(cells) >= 4:
+            return 0 if cells[3] == "-" else int(cells[3])
+    return None
+
+
+def run_harden(
+    inventory: Path,
+    *,
+    limit: str | None = None,
+    dry: bool = False,
+    diff: bool = False,
+    capture: bool = False,
+) -> HardenRun:
+    """Preflight every host, then run the deploy; raises BulwarkError when pyinfra fails."""
+    hosts = host_inventory.load(inventory, limit)
+    host_inventory.preflight(hosts)
+    cmd = [sys.executable, "-m", "pyinfra", str(inventory), HARDEN_DEPLOY]
+    cmd += ["--limit", limit] if limit else []
+    cmd += ["--dry"] if dry else ["-y"]
+    cmd += ["--diff"] if diff else []
+    pipe = subprocess.PIPE if capture else None
+    done = subprocess.run(cmd, check=False, stdout=pipe, stderr=subprocess.STDOUT, text=True)
+    output = done.stdout or ""
+    names = tuple(h.name for h in hosts)
+    if done.returncode != 0:
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        raise BulwarkError(
+            f"pyinfra failed on {', '.join(names)} (exit {done.returncode}); sshd changes that "
+            "were not confirmed revert by themselves" + (f":\n{tail}" if tail else "")
+        )
+    return HardenRun(names, done.returncode, changed_operations(output), output)
