@@ -299,7 +299,11 @@ def harden(
     diff: Annotated[bool, typer.Option("--diff", help="Show file differences.")] = False,
 ) -> None:
     """Harden hosts with pyinfra: SSH, firewall, fail2ban, updates, kernel (lockout-safe)."""
-    run_harden(inventory, limit=limit, dry=dry, diff=diff)
+    run = run_harden(inventory, limit=limit, dry=dry, diff=diff)
+    if dry:
+        out.print(f"{len(run.planned)} operations would change {', '.join(run.hosts)}")
+        for name in run.planned:
+            out.print(f"  [yellow]~[/yellow] {name}", highlight=False)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ class HardenRun:
     exit_status: int
     changed: int | None
     output: str
+    # --dry only: the operations that would change something (pyinfra's JSON plan).
+    planned: tuple[str, ...] = ()
 
 
 def changed_operations(output: str) -> int | None:
@@ -45,10 +48,11 @@ def run_harden(
     host_inventory.preflight(hosts)
     cmd = [sys.executable, "-m", "pyinfra", str(inventory), HARDEN_DEPLOY]
     cmd += ["--limit", limit] if limit else []
-    cmd += ["--dry"] if dry else ["-y"]
+    cmd += ["--dry", "--json"] if dry else ["-y"]
     cmd += ["--diff"] if diff else []
-    pipe = subprocess.PIPE if capture else None
-    done = subprocess.run(cmd, check=False, stdout=pipe, stderr=subprocess.STDOUT, text=True)
+    pipe = subprocess.PIPE if capture or dry else None
+    err = None if dry else subprocess.STDOUT  # --json: the plan on stdout, progress on stderr
+    done = subprocess.run(cmd, check=False, stdout=pipe, stderr=err, text=True)
     output = done.stdout or ""
     names = tuple(h.name for h in hosts)
     if done.returncode != 0:
@@ -57,4 +61,14 @@ def run_harden(
             f"pyinfra failed on {', '.join(names)} (exit {done.returncode}); sshd changes that "
             "were not confirmed revert by themselves" + (f":\n{tail}" if tail else "")
         )
+    if dry:
+        planned = planned_changes(output)
+        return HardenRun(names, done.returncode, len(planned), output, planned)
     return HardenRun(names, done.returncode, changed_operations(output), output)
+
+
+def planned_changes(json_output: str) -> tuple[str, ...]:
+    """Names of the operations pyinfra's dry-run plan says will change a host."""
+    start = json_output.find("{")
+    plan = json.loads(json_output[start:])["plan"] if start >= 0 else []
+    return tuple(op["name"] for op in plan if op["hosts_with_change"])

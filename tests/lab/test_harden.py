@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +16,13 @@ import pytest
 
 from bulwark.errors import AuthError
 from bulwark.hosts.bootstrap import TrustStore, bootstrap
-from bulwark.hosts.harden import changed_operations
 from bulwark.hosts.keys import KeyPair, ensure_key
 from bulwark.hosts.ssh import Login, Session, connect
-from bulwark.lab.inventory import host_data, write_inventory
 from bulwark.lab.pytest_plugin import Boot
 from bulwark.lab.vm import LabVM
 from bulwark.settings.hosts import DeployUser
+from tests.lab import helpers
+from tests.lab.helpers import changed_ops, harden, ssh_audit
 
 DECLARED, UNDECLARED = 8081, 8082
 SETTINGS: dict[str, Any] = {
@@ -47,26 +46,7 @@ def operator(vm: LabVM) -> KeyPair:
 
 
 def inventory(vm: LabVM, operator: KeyPair, **overrides: Any) -> Path:
-    settings = {**SETTINGS, **overrides}
-    data = host_data(vm, user="deploy", key=operator.path, bulwark=settings)
-    return write_inventory(vm.directory / "inventory.py", {"lab": data})
-
-
-def harden(inv: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("bulwark")
-    return subprocess.run(
-        [str(exe), "harden", str(inv), *args],
-        capture_output=True,
-        text=True,
-        timeout=2400,
-        check=False,
-    )
-
-
-def changed_ops(output: str) -> int:
-    changed = changed_operations(output)
-    assert changed is not None, f"no results table in pyinfra's output:\n{output[-2000:]}"
-    return changed
+    return helpers.inventory(vm, operator, {**SETTINGS, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +86,8 @@ def test_only_publickey_is_offered(vm: LabVM, hardened: object) -> None:
 
 def _http_get(port: int) -> bytes:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            s.settimeout(10)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.settimeout(30)  # python's http.server answers slowly under emulation
             s.sendall(b"GET / HTTP/1.0\r\n\r\n")
             return s.recv(64)
     except OSError:
@@ -121,8 +101,8 @@ def test_only_declared_ports_are_reachable(vm: LabVM, shell: Session, hardened: 
     for port in (DECLARED, UNDECLARED):
         # A transient unit outlives this SSH channel; wait until it really listens.
         shell.run(
-            f"systemd-run --quiet --unit=probe-{port} python3 -m http.server {port} "
-            f"--directory /usr/share/doc && for i in $(seq 60); do "
+            f"mkdir -p /run/probe && systemd-run --quiet --unit=probe-{port} "
+            f"python3 -m http.server {port} --directory /run/probe && for i in $(seq 60); do "
             f"ss -ltn | grep -q ':{port} ' && exit 0; sleep 1; done; exit 1",
             sudo=True,
         )
@@ -140,13 +120,7 @@ def test_unattended_upgrades_picks_the_security_origin(shell: Session, hardened:
 
 
 def test_ssh_audit_hardened_policy_passes(vm: LabVM, hardened: object) -> None:
-    audit = subprocess.run(
-        [
-            sys.executable, "-m", "ssh_audit", "-P", "Hardened Debian 12 (version 2)",
-            "-p", str(vm.ssh_port), "127.0.0.1",
-        ],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    audit = ssh_audit(vm.ssh_port, "Hardened Debian 12 (version 2)")
     assert audit.returncode == 0, audit.stdout[-3000:]
     assert "Passed" in audit.stdout
 
@@ -164,6 +138,12 @@ def test_second_run_changes_nothing(vm: LabVM, operator: KeyPair, hardened: obje
     again = harden(inventory(vm, operator))
     assert again.returncode == 0, again.stdout[-3000:]
     assert changed_ops(again.stdout) == 0, again.stdout[-4000:]
+
+
+def test_dry_run_on_a_hardened_host_lists_nothing(vm: LabVM, operator: KeyPair) -> None:
+    dry = harden(inventory(vm, operator), "--dry")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "0 operations would change lab" in dry.stdout, dry.stdout
 
 
 def test_allow_users_excluding_the_connecting_user_is_refused_first(

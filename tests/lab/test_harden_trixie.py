@@ -1,0 +1,57 @@
+"""Hardening on Debian 13 (OpenSSH 10, post-quantum key exchange) on a real lab VPS."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from bulwark.errors import AuthError
+from bulwark.hosts.bootstrap import TrustStore, bootstrap
+from bulwark.hosts.keys import KeyPair, ensure_key
+from bulwark.hosts.ssh import Login, connect
+from bulwark.lab.pytest_plugin import Boot
+from bulwark.lab.vm import LabVM
+from bulwark.settings.hosts import DeployUser
+from tests.lab.helpers import changed_ops, harden, inventory, ssh_audit
+
+
+@pytest.fixture(scope="module")
+def vm(lab_vms: Boot) -> LabVM:
+    return lab_vms(distro="trixie")
+
+
+@pytest.fixture(scope="module")
+def operator(vm: LabVM) -> KeyPair:
+    key, _ = ensure_key(vm.directory / "operator_ed25519")
+    bootstrap(vm.target, vm.root_login(), DeployUser(), key, TrustStore(vm.directory))
+    return key
+
+
+@pytest.fixture(scope="module")
+def hardened(vm: LabVM, operator: KeyPair) -> subprocess.CompletedProcess[str]:
+    return harden(inventory(vm, operator, {}))
+
+
+def test_trixie_hardens_and_passes_its_ssh_audit_policy(
+    vm: LabVM, operator: KeyPair, hardened: subprocess.CompletedProcess[str]
+) -> None:
+    assert hardened.returncode == 0, hardened.stdout[-3000:] + hardened.stderr[-2000:]
+    with pytest.raises(AuthError):
+        connect(vm.target, vm.root_login(), TrustStore(vm.directory).known_hosts)
+    audit = ssh_audit(vm.ssh_port, "Hardened Debian 13 (version 1)")
+    assert audit.returncode == 0, audit.stdout[-3000:]
+    store = TrustStore(vm.directory)
+    with connect(vm.target, Login("deploy", key=operator), store.known_hosts) as s:
+        assert "sshd" in s.run("fail2ban-client status", sudo=True).stdout
+        assert "active" in s.run("ufw status", sudo=True).stdout
+        dry = s.run("unattended-upgrade --dry-run -d 2>&1", sudo=True, timeout=600).stdout
+        assert "origin=Debian,codename=trixie-security,label=Debian-Security" in dry
+
+
+def test_trixie_second_run_changes_nothing(
+    vm: LabVM, operator: KeyPair, hardened: subprocess.CompletedProcess[str]
+) -> None:
+    again = harden(inventory(vm, operator, {}))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert changed_ops(again.stdout) == 0, again.stdout[-4000:]
