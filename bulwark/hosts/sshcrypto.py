@@ -32,10 +32,20 @@ class SshCrypto:
     host_key_algorithms: tuple[str, ...] = HOST_KEY_ALGORITHMS
 
 
-# OpenSSH >= 9.9 (Debian 13): post-quantum key exchange only.
-PQ_ONLY = SshCrypto(
+# OpenSSH >= 9.9 (Debian 13): post-quantum key exchange first. The official policy is PQ-only,
+# but paramiko (and so pyinfra and testinfra, bulwark's own automation) has no post-quantum kex:
+# a PQ-only server locks the automation out (the lockout guard caught exactly that). So
+# curve25519-sha256 stays, last: OpenSSH clients still negotiate ML-KEM. This one addition is
+# the only deviation from the policy, and the lab tests check that nothing else differs.
+PARAMIKO_KEX = "curve25519-sha256"
+PQ_FIRST = SshCrypto(
     policy="Hardened Debian 13 (version 1)",
-    kex=("mlkem768x25519-sha256", "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com"),
+    kex=(
+        "mlkem768x25519-sha256",
+        "sntrup761x25519-sha512",
+        "sntrup761x25519-sha512@openssh.com",
+        PARAMIKO_KEX,
+    ),
     ciphers=CIPHERS,
     macs=ETM_MACS_512_FIRST,
 )
@@ -73,7 +83,7 @@ DEBIAN_12 = SshCrypto(
 def crypto_for(version: tuple[int, int]) -> SshCrypto:
     """The hardened algorithm set for an OpenSSH (major, minor) version."""
     if version >= (9, 9):
-        return PQ_ONLY
+        return PQ_FIRST
     if version >= (9, 6):
         return UBUNTU_2404
     if version >= (8, 5):

@@ -3,9 +3,13 @@ purpose. One VM for the module (TCG is slow): tests run in file order and build 
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,11 +88,24 @@ def test_only_publickey_is_offered(vm: LabVM, hardened: object) -> None:
                 transport.close()
 
 
-def _http_get(port: int) -> bytes:
+# A listener that greets every connection at once: no request parsing to wait for.
+GREETER = (
+    "import socket\n"
+    "s = socket.socket()\n"
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('0.0.0.0', {port}))\n"
+    "s.listen()\n"
+    "while True:\n"
+    "    c, _ = s.accept()\n"
+    "    c.sendall(b'bulwark-probe\\n')\n"
+    "    c.close()\n"
+)
+
+
+def _greeting(port: int) -> bytes:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-            s.settimeout(30)  # python's http.server answers slowly under emulation
-            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.settimeout(20)
             return s.recv(64)
     except OSError:
         return b""
@@ -100,15 +117,19 @@ def test_only_declared_ports_are_reachable(vm: LabVM, shell: Session, hardened: 
     assert "deny (incoming), allow (outgoing)" in status
     for port in (DECLARED, UNDECLARED):
         # A transient unit outlives this SSH channel; wait until it really listens.
+        greeter = shlex.quote(GREETER.format(port=port))
         shell.run(
-            f"mkdir -p /run/probe && systemd-run --quiet --unit=probe-{port} "
-            f"python3 -m http.server {port} --directory /run/probe && for i in $(seq 60); do "
-            f"ss -ltn | grep -q ':{port} ' && exit 0; sleep 1; done; exit 1",
+            f"systemd-run --quiet --unit=probe-{port} python3 -c {greeter}"
+            f" && for i in $(seq 60); do ss -ltn | grep -q ':{port} ' && exit 0; sleep 1; done; "
+            "exit 1",
             sudo=True,
         )
     try:
-        assert _http_get(vm.port(DECLARED)).startswith(b"HTTP/1.0")
-        assert _http_get(vm.port(UNDECLARED)) == b""
+        declared = _greeting(vm.port(DECLARED))
+        undeclared = _greeting(vm.port(UNDECLARED))
+        inside = shell.run("ss -ltn; ufw status", sudo=True).stdout
+        assert declared == b"bulwark-probe\n", inside
+        assert undeclared == b"", inside
     finally:
         shell.run(f"systemctl stop probe-{DECLARED} probe-{UNDECLARED}", sudo=True, check=False)
 
@@ -167,6 +188,37 @@ def test_invalid_sshd_setting_is_caught_and_the_old_config_stays(
         vm.target, Login("deploy", key=operator), TrustStore(vm.directory).known_hosts
     ) as s:
         assert "maxstartups 10:30:60" in s.run("sshd -T", sudo=True).stdout
+
+
+def test_connection_cut_mid_change_leaves_a_reachable_host(
+    vm: LabVM, operator: KeyPair, shell: Session
+) -> None:
+    settings = {"ssh": {"banner": "Authorised use only", "revert_after": 60}}
+    inv = inventory(vm, operator, **settings)
+    exe = Path(sys.executable).with_name("bulwark")
+    run = subprocess.Popen(
+        [str(exe), "harden", str(inv)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 900
+        while not shell.run("systemctl is-active --quiet bulwark-ssh-revert.timer", check=False).ok:
+            assert run.poll() is None, "the run ended before the sshd change began"
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the controller vanishes mid-change
+        run.wait()
+    time.sleep(90)  # past revert_after: the host restores its previous config by itself
+    store = TrustStore(vm.directory)
+    with connect(vm.target, Login("deploy", key=operator), store.known_hosts) as s:
+        assert "banner none" in s.run("sshd -T", sudo=True).stdout
+    completed = harden(inv)
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    with connect(vm.target, Login("deploy", key=operator), store.known_hosts) as s:
+        assert "banner /etc/issue.net" in s.run("sshd -T", sudo=True).stdout
 
 
 def test_port_change_keeps_the_host_reachable(vm: LabVM, operator: KeyPair) -> None:

@@ -10,10 +10,11 @@ from bulwark.errors import AuthError
 from bulwark.hosts.bootstrap import TrustStore, bootstrap
 from bulwark.hosts.keys import KeyPair, ensure_key
 from bulwark.hosts.ssh import Login, connect
+from bulwark.hosts.sshcrypto import PARAMIKO_KEX
 from bulwark.lab.pytest_plugin import Boot
 from bulwark.lab.vm import LabVM
 from bulwark.settings.hosts import DeployUser
-from tests.lab.helpers import changed_ops, harden, inventory, ssh_audit
+from tests.lab.helpers import changed_ops, harden, inventory, policy_with_extra_kex, ssh_audit
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,17 @@ def test_trixie_hardens_and_passes_its_ssh_audit_policy(
     assert hardened.returncode == 0, hardened.stdout[-3000:] + hardened.stderr[-2000:]
     with pytest.raises(AuthError):
         connect(vm.target, vm.root_login(), TrustStore(vm.directory).known_hosts)
-    audit = ssh_audit(vm.ssh_port, "Hardened Debian 13 (version 1)")
+    policy = policy_with_extra_kex(
+        "Hardened Debian 13 (version 1)", PARAMIKO_KEX, vm.directory / "policy.txt"
+    )
+    audit = ssh_audit(vm.ssh_port, str(policy))
     assert audit.returncode == 0, audit.stdout[-3000:]
+    # Against the official policy, the one extra kex is the only failure.
+    official = ssh_audit(vm.ssh_port, "Hardened Debian 13 (version 1)").stdout
+    assert "Key exchanges" in official
+    assert "Host key" not in official.split("Errors:")[-1]
+    assert "Ciphers" not in official.split("Errors:")[-1]
+    assert "MACs" not in official.split("Errors:")[-1]
     store = TrustStore(vm.directory)
     with connect(vm.target, Login("deploy", key=operator), store.known_hosts) as s:
         assert "sshd" in s.run("fail2ban-client status", sudo=True).stdout

@@ -10,14 +10,14 @@ from bulwark.errors import ConfigError
 from bulwark.hosts.deploys.firewall import wanted_rules
 from bulwark.hosts.deploys.ssh import SshPlan, managed_keys, reload_command
 from bulwark.hosts.deploys.updates import security_origin
-from bulwark.hosts.sshcrypto import DEBIAN_12, PQ_ONLY, UBUNTU_2404, crypto_for
+from bulwark.hosts.sshcrypto import DEBIAN_12, PQ_FIRST, UBUNTU_2404, crypto_for
 from bulwark.hosts.templates import render
 from bulwark.settings.hosts import FirewallSettings, HardenSettings, harden_settings
 
 
 @pytest.mark.parametrize(
     ("version", "crypto"),
-    [((9, 2), DEBIAN_12), ((8, 9), DEBIAN_12), ((9, 6), UBUNTU_2404), ((10, 0), PQ_ONLY)],
+    [((9, 2), DEBIAN_12), ((8, 9), DEBIAN_12), ((9, 6), UBUNTU_2404), ((10, 0), PQ_FIRST)],
 )
 def test_crypto_follows_the_openssh_version(version: tuple[int, int], crypto: object) -> None:
     assert crypto_for(version) is crypto
@@ -29,7 +29,7 @@ def test_too_old_openssh_is_refused() -> None:
 
 
 def test_no_weak_algorithms_in_any_set() -> None:
-    for crypto in (DEBIAN_12, UBUNTU_2404, PQ_ONLY):
+    for crypto in (DEBIAN_12, UBUNTU_2404, PQ_FIRST):
         assert all("etm" in mac for mac in crypto.macs)
         assert not any("sha1" in kex or "nistp" in kex for kex in crypto.kex)
         assert not any("cbc" in c for c in crypto.ciphers)
