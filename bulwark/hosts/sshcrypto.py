@@ -35,9 +35,10 @@ class SshCrypto:
 # OpenSSH >= 9.9 (Debian 13): post-quantum key exchange first. The official policy is PQ-only,
 # but paramiko (and so pyinfra and testinfra, bulwark's own automation) has no post-quantum kex:
 # a PQ-only server locks the automation out (the lockout guard caught exactly that). So
-# curve25519-sha256 stays, last: OpenSSH clients still negotiate ML-KEM. This one addition is
-# the only deviation from the policy, and the lab tests check that nothing else differs.
-PARAMIKO_KEX = "curve25519-sha256"
+# curve25519 (under its libssh.org name) stays, last: OpenSSH clients still negotiate ML-KEM.
+# This one addition is the only deviation from the policy; the lab tests check nothing else
+# differs.
+PARAMIKO_KEX = "curve25519-sha256@libssh.org"  # the only curve25519 name paramiko knows
 PQ_FIRST = SshCrypto(
     policy="Hardened Debian 13 (version 1)",
     kex=(
