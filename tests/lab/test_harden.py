@@ -151,7 +151,8 @@ def test_ssh_audit_hardened_policy_passes(vm: LabVM, hardened: object) -> None:
 def test_fail2ban_and_sysctl_and_mounts(shell: Session, hardened: object) -> None:
     jails = shell.run("fail2ban-client status", sudo=True).stdout
     assert "sshd" in jails
-    assert shell.run("sysctl -n fs.suid_dumpable kernel.kptr_restrict").stdout.split() == ["0", "2"]
+    sysctl = shell.run("sysctl -n fs.suid_dumpable kernel.kptr_restrict", sudo=True).stdout
+    assert sysctl.split() == ["0", "2"]
     mounts = shell.run("findmnt -no OPTIONS /tmp; findmnt -no OPTIONS /dev/shm").stdout.split()
     for options in mounts:
         assert {"nodev", "nosuid", "noexec"} <= set(options.split(","))
