@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -44,7 +45,7 @@ def test_trixie_hardens_and_passes_its_ssh_audit_policy(
     store = TrustStore(vm.directory)
     with connect(vm.target, Login("deploy", key=operator), store.known_hosts) as s:
         assert "sshd" in s.run("fail2ban-client status", sudo=True).stdout
-        assert "22/tcp                     LIMIT" in s.run("ufw status", sudo=True).stdout
+        assert re.search(r"^22/tcp\s+LIMIT", s.run("ufw status", sudo=True).stdout, re.M)
         dry = s.run("unattended-upgrade --dry-run -d 2>&1", sudo=True, timeout=600).stdout
         assert "origin=Debian,codename=trixie-security,label=Debian-Security" in dry
     # UFW rate-limits SSH here (6 new connections in 30 s per source) and every lab connection
