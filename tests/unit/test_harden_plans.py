@@ -5,12 +5,20 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from ssh_audit.builtin_policies import BUILTIN_POLICIES  # type: ignore[import-untyped]
 
 from bulwark.errors import ConfigError
 from bulwark.hosts.deploys.firewall import wanted_rules
 from bulwark.hosts.deploys.ssh import SshPlan, managed_keys, reload_command
 from bulwark.hosts.deploys.updates import security_origin
-from bulwark.hosts.sshcrypto import DEBIAN_12, PQ_FIRST, UBUNTU_2404, crypto_for
+from bulwark.hosts.sshcrypto import (
+    DEBIAN_12,
+    PARAMIKO_KEX,
+    PQ_FIRST,
+    UBUNTU_2404,
+    SshCrypto,
+    crypto_for,
+)
 from bulwark.hosts.templates import render
 from bulwark.settings.hosts import FirewallSettings, HardenSettings, harden_settings
 
@@ -205,3 +213,27 @@ def test_empty_plan_means_nothing_to_do() -> None:
 def test_needrestart_never_prompts() -> None:
     assert "$nrconf{restart} = 'a';" in render("apt/needrestart-bulwark.conf.j2")
     assert 'DPkg::Lock::Timeout "300";' in render("apt/80bulwark.j2")
+
+
+def test_debian_13_differs_from_ssh_audits_policy_only_by_paramikos_kex() -> None:
+    policy = BUILTIN_POLICIES["Hardened Debian 13 (version 1)"]
+    server_added = {"ext-info-s", "kex-strict-s-v00@openssh.com"}
+    assert [k for k in policy["kex"] if k not in server_added] == list(PQ_FIRST.kex[:-1])
+    assert PQ_FIRST.kex[-1] == PARAMIKO_KEX
+    assert list(PQ_FIRST.ciphers) == policy["ciphers"]
+    assert list(PQ_FIRST.macs) == policy["macs"]
+    assert list(PQ_FIRST.host_key_algorithms) == policy["host_keys"]
+
+
+@pytest.mark.parametrize(
+    ("crypto", "name"),
+    [(DEBIAN_12, "Hardened Debian 12 (version 2)"),
+     (UBUNTU_2404, "Hardened Ubuntu Server 24.04 LTS (version 2)")],
+)  # fmt: skip
+def test_crypto_sets_equal_ssh_audits_policies(crypto: SshCrypto, name: str) -> None:
+    policy = BUILTIN_POLICIES[name]
+    server_added = {"ext-info-s", "kex-strict-s-v00@openssh.com"}
+    assert list(crypto.kex) == [k for k in policy["kex"] if k not in server_added]
+    assert list(crypto.ciphers) == policy["ciphers"]
+    assert list(crypto.macs) == policy["macs"]
+    assert list(crypto.host_key_algorithms) == policy["host_keys"]
