@@ -26,7 +26,8 @@ def lab_ready() -> None:
     ensure_tools()
 
 
-def _factory() -> tuple[Boot, list[lab.LabVM]]:
+def _booting() -> Iterator[Boot]:
+    """Yield a boot function; stop every VM it booted when the fixture ends."""
     started: list[lab.LabVM] = []
 
     def boot(**spec: object) -> lab.LabVM:
@@ -34,26 +35,20 @@ def _factory() -> tuple[Boot, list[lab.LabVM]]:
         started.append(vm)
         return vm
 
-    return boot, started
+    try:
+        yield boot
+    finally:
+        for vm in started:
+            lab.stop(vm)
 
 
 @pytest.fixture(scope="module")
 def lab_vms(lab_ready: None) -> Iterator[Boot]:
     """Boot VMs shared by one test module: `lab_vms(distro="trixie", auth="password")`."""
-    boot, started = _factory()
-    try:
-        yield boot
-    finally:
-        for vm in started:
-            lab.stop(vm)
+    yield from _booting()
 
 
 @pytest.fixture
 def fresh_lab_vm(lab_ready: None) -> Iterator[Boot]:
     """Boot VMs that belong to one test only."""
-    boot, started = _factory()
-    try:
-        yield boot
-    finally:
-        for vm in started:
-            lab.stop(vm)
+    yield from _booting()

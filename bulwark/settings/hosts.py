@@ -59,10 +59,15 @@ def deploy_user(name: str = "deploy", key_file: Path | None = None) -> DeployUse
     try:
         return DeployUser.model_validate(fields)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"deploy_user.{field}: {msg}") from None
+        raise _one_line(exc, "deploy_user") from None
+
+
+def _one_line(exc: ValidationError, where: str) -> ConfigError:
+    """The first validation error as `where.field.path: message` (the fix is in the message)."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return ConfigError(f"{where}.{field}: {msg}")
 
 
 # ----------------------------------------------------------------------------- hardening
@@ -223,7 +228,4 @@ def harden_settings(data: object, where: str = "bulwark") -> HardenSettings:
     try:
         return HardenSettings.model_validate(data or {})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{where}.{field}: {msg}") from None
+        raise _one_line(exc, where) from None
