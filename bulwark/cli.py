@@ -291,20 +291,28 @@ def _print_bootstrap(report: bs.BootstrapReport) -> None:
 @app.command()
 @handles_errors
 def plan(
-    stack: Annotated[str, typer.Option("--stack", "-s", help="Stack: dev, staging or prod.")],
+    stack: Annotated[
+        list[str],
+        typer.Option("--stack", "-s", help="Stack: dev, staging or prod; repeat for several."),
+    ],
     stacks_dir: Annotated[
         Path, typer.Option(help="Folder of the Pulumi.<stack>.yaml files.")
     ] = Path("stacks"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the plan as JSON (a list for several stacks).")
+    ] = False,
 ) -> None:
     """Run the Pulumi program under mocks (no credentials, no Pulumi CLI); show what it declares."""
     from bulwark.cloud.plan import run_plan  # noqa: PLC0415 - Pulumi loads only for this command
 
-    result = run_plan(stack, stacks_dir)
+    # Every stack is planned (and its config validated) before anything is printed.
+    results = [run_plan(name, stacks_dir) for name in stack]
     if as_json:
-        emit_json(result.as_dict())
+        dicts = [result.as_dict() for result in results]
+        emit_json(dicts[0] if len(dicts) == 1 else dicts)
         return
-    _print_plan(result)
+    for result in results:
+        _print_plan(result)
 
 
 def _print_plan(result: Plan) -> None:

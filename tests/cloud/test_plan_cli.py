@@ -68,3 +68,19 @@ def test_plan_of_a_missing_stack_names_the_file() -> None:
     result = runner.invoke(app, ["plan", "--stack", "qa", "--stacks-dir", str(STACKS_DIR)])
     assert result.exit_code == 2
     assert "Pulumi.qa.yaml: no such stack file" in result.output
+
+
+def test_plan_of_several_stacks_validates_all_before_printing(tmp_path: Path) -> None:
+    for stack in ("dev", "prod"):
+        shutil.copy(STACKS_DIR / f"Pulumi.{stack}.yaml", tmp_path)
+    both = ["plan", "-s", "dev", "-s", "prod", "--stacks-dir", str(tmp_path), "--json"]
+    result = runner.invoke(app, both)
+    assert result.exit_code == 0, result.output
+    assert [p["stack"] for p in json.loads(result.output)] == ["dev", "prod"]
+
+    prod = tmp_path / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text().replace("max_instances: 40", "max_instances: 0"))
+    result = runner.invoke(app, both)
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0, "nothing of dev may be printed"
+    assert "bulwark:service.max_instances: 0 would stop the service" in result.output
