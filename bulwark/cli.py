@@ -26,7 +26,7 @@ from bulwark.hosts.keys import ensure_key, load_key
 from bulwark.hosts.ssh import Login, Target
 from bulwark.lab import vm as lab
 from bulwark.lab.tools import ensure_tools
-from bulwark.settings.docs import settings_table
+from bulwark.settings.docs import cloud_settings_table, settings_table
 from bulwark.settings.hosts import check_user_name
 from bulwark.settings.hosts import deploy_user as make_deploy_user
 
@@ -354,9 +354,14 @@ def _print_plan(result: Plan) -> None:
 
 
 @app.command()
-def settings() -> None:
+def settings(
+    cloud: Annotated[
+        bool, typer.Option("--cloud", help="The cloud stack's settings instead of the hosts'.")
+    ] = False,
+) -> None:
     """Print the table of hardening settings (defaults and reasons) as Markdown."""
-    out.print(settings_table(), markup=False, highlight=False, soft_wrap=True)
+    table = cloud_settings_table() if cloud else settings_table()
+    out.print(table, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

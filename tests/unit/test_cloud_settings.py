@@ -17,6 +17,7 @@ from bulwark.settings.cloud import (
     settings_data,
     stack_file,
 )
+from bulwark.settings.docs import cloud_settings_table
 
 STACKS = Path(__file__).resolve().parents[2] / "stacks"
 DIGEST = "sha256:" + "ab" * 32
@@ -199,3 +200,8 @@ def test_stack_file_errors_are_one_line(tmp_path: Path) -> None:
     empty.write_text("encryptionsalt: x\n")
     with pytest.raises(ConfigError, match="no `config:` map"):
         read_stack_config(empty)
+
+
+def test_stacks_readme_table_is_generated_from_the_declarations() -> None:
+    readme = (STACKS / "README.md").read_text()
+    assert cloud_settings_table() in readme, "stale: paste `bulwark settings --cloud` output"
