@@ -38,7 +38,13 @@ def settings_from_config(where: str = "stack config") -> CloudSettings:
         "name_prefix": config.get("name_prefix"),
     }
     for area in AREAS:
-        data[area] = config.get_object(area)
+        try:
+            data[area] = config.get_object(area)
+        except pulumi.ConfigTypeError:
+            raise ConfigError(
+                f"{where}: bulwark:{area}: not a map of settings: indent its keys under it "
+                "(see stacks/README.md)"
+            ) from None
     return cloud_settings({k: v for k, v in data.items() if v is not None}, where)
 
 
@@ -119,7 +125,7 @@ def build(settings: CloudSettings) -> dict[str, pulumi.Input[object]]:
             network_id=network.vpc.id,
             services_range=network.services_range.name,
             peering=network.peering,
-            deletion_protection=s.database.deletion_protection,
+            deletion_protection=s.cache.deletion_protection,
             labels=labels,
         ),
         opts=after_apis,
@@ -140,6 +146,8 @@ def build(settings: CloudSettings) -> dict[str, pulumi.Input[object]]:
                 "DB_PREPARE_THRESHOLD": driver.env_value,
                 "REDIS_HOST": cache.host,
                 "REDIS_PORT": cache.port.apply(str),
+                # Public CA of the Redis TLS endpoint, so clients verify the server.
+                "REDIS_CA_CERT": cache.server_ca.apply(lambda cert: cert or ""),
             },
             labels=labels,
         ),

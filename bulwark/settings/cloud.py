@@ -29,8 +29,8 @@ PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 MEMBER_RE = re.compile(r"^(user|serviceAccount|group|domain|principal|principalSet):\S+$")
 # Names the app's plain env may not use: they are set by the stack or must be secret refs.
 MANAGED_ENV = frozenset(
-    {"DATABASE_URL", "REDIS_AUTH", "REDIS_HOST", "REDIS_PORT", "DB_PREPARE_THRESHOLD",
-     "DB_POOL_MAX_SIZE", "WEB_CONCURRENCY", "PORT"}
+    {"DATABASE_URL", "REDIS_AUTH", "REDIS_HOST", "REDIS_PORT", "REDIS_CA_CERT",
+     "DB_PREPARE_THRESHOLD", "DB_POOL_MAX_SIZE", "WEB_CONCURRENCY", "PORT"}
 )  # fmt: skip
 SECRET_LOOKING_ENV = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DSN)", re.I)
 
@@ -221,6 +221,9 @@ class CacheSettings(BaseModel):
     ] = Field(default="SUNDAY", description="Weekly maintenance window day.")
     maintenance_hour: int = Field(
         default=4, ge=0, le=23, description="Maintenance window hour (UTC)."
+    )
+    deletion_protection: bool = Field(
+        default=True, description="Refuse to delete the instance (prod refuses false)."
     )
 
 
@@ -471,6 +474,8 @@ class CloudSettings(BaseModel):
             )
         if not self.database.deletion_protection:
             raise ValueError("database.deletion_protection: prod keeps it on: remove the override")
+        if not self.cache.deletion_protection:
+            raise ValueError("cache.deletion_protection: prod keeps it on: remove the override")
         if self.cache.tier != "STANDARD_HA":
             raise ValueError(
                 "cache.tier: prod needs STANDARD_HA (a replica in another zone): remove the "

@@ -219,3 +219,13 @@ def test_unknown_top_level_key_is_refused(tmp_path: Path) -> None:
     path.write_text(path.read_text() + "  bulwark:databse:\n    tier: db-custom-1-3840\n")
     with pytest.raises(ConfigError, match=r"bulwark:databse: unknown setting"):
         run_plan("dev", tmp_path)
+
+
+def test_an_area_that_is_not_a_map_is_refused(tmp_path: Path) -> None:
+    shutil.copy(STACKS_DIR / "Pulumi.dev.yaml", tmp_path)
+    path = tmp_path / "Pulumi.dev.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["config"]["bulwark:cache"] = "BASIC"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match=r"bulwark:cache: not a map of settings"):
+        run_plan("dev", tmp_path)

@@ -231,6 +231,8 @@ def test_cloud_run_reads_secrets_only_as_secret_manager_references(plan: Plan) -
         assert "value" not in by_name[name]
     for env in envs:
         assert "postgresql://" not in str(env.get("value", ""))
+    # The Redis CA is public and lets the app verify the TLS endpoint.
+    assert by_name["REDIS_CA_CERT"]["value"].startswith("-----BEGIN CERTIFICATE-----")
 
 
 def test_cloud_run_has_a_dedicated_account_with_no_project_role(plan: Plan) -> None:

@@ -112,6 +112,10 @@ def test_the_three_stack_files_are_valid(stack: str) -> None:
         ),
         ({"cache": {"tier": "BASIC"}}, "test.yaml: bulwark:cache.tier: prod needs STANDARD_HA"),
         (
+            {"cache": {"deletion_protection": False}},
+            "test.yaml: bulwark:cache.deletion_protection: prod keeps it on",
+        ),
+        (
             {"database": {"deletion_protection": False}},
             "test.yaml: bulwark:database.deletion_protection: prod keeps it on",
         ),
