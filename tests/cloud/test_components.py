@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import runpy
 import shutil
 from pathlib import Path
@@ -13,7 +14,15 @@ import yaml
 
 from bulwark.cloud import plan as plan_module
 from bulwark.cloud.cache import RedisArgs, RedisCache
-from bulwark.cloud.plan import REDACTED, RecordingMonitor, pulumi_config, run_plan, use_mocks
+from bulwark.cloud.plan import (
+    REDACTED,
+    RecordingMonitor,
+    pulumi_config,
+    run_plan,
+    run_program,
+    use_mocks,
+)
+from bulwark.cloud.platform import build, settings_from_config
 from bulwark.cloud.pooler import dsn
 from bulwark.cloud.secrets import StoredSecret, StoredSecretArgs
 from bulwark.cloud.service import CloudRunArgs, CloudRunService
@@ -229,3 +238,21 @@ def test_an_area_that_is_not_a_map_is_refused(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match=r"bulwark:cache: not a map of settings"):
         run_plan("dev", tmp_path)
+
+
+def test_longest_names_still_fit_gcp_id_limits() -> None:
+    # name_prefix allows 12 characters; with "staging" every derived id must stay valid.
+    config = read_stack_config(STACKS_DIR / "Pulumi.dev.yaml")
+    config["bulwark:name_prefix"] = "abcdefghijkl"
+    config["bulwark:environment"] = "staging"
+    pulumi.runtime.set_all_config(pulumi_config(config), [])
+    settings = settings_from_config("longest")
+    run = run_program(lambda: build(settings), "staging")
+    accounts = [r.inputs["accountId"] for r in run.resources if "accountId" in r.inputs]
+    assert len(accounts) == 3
+    for account in accounts:
+        assert re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", account), account
+    (pool,) = [r for r in run.resources if r.type.endswith("WorkloadIdentityPool")]
+    assert 4 <= len(pool.inputs["workloadIdentityPoolId"]) <= 32
+    for secret in (r for r in run.resources if r.type == "gcp:secretmanager/secret:Secret"):
+        assert len(secret.inputs["secretId"]) <= 255
