@@ -104,7 +104,10 @@ class DatabaseSettings(BaseModel):
     )
     retained_backups: int = Field(default=14, ge=1, le=365, description="Daily backups kept.")
     log_retention_days: int = Field(
-        default=7, ge=1, le=35, description="Days of WAL kept for point-in-time recovery."
+        default=7,
+        ge=1,
+        le=35,
+        description="Days of WAL kept for point-in-time recovery (Enterprise: at most 7).",
     )
     maintenance_day: int = Field(
         default=7, ge=1, le=7, description="Maintenance window day (1 = Monday, 7 = Sunday)."
@@ -439,6 +442,11 @@ class CloudSettings(BaseModel):
             )
         if db.edition == "ENTERPRISE" and perf:
             raise ValueError(f"database.tier: {db.tier} needs database.edition: ENTERPRISE_PLUS")
+        if db.edition == "ENTERPRISE" and db.log_retention_days > 7:
+            raise ValueError(
+                f"database.log_retention_days: {db.log_retention_days} exceeds Enterprise "
+                "edition's 7 days of point-in-time recovery: lower it, or use ENTERPRISE_PLUS"
+            )
         if pooler.mode == "managed" and db.edition != "ENTERPRISE_PLUS":
             raise ValueError(
                 "pooler.mode: managed connection pooling needs database.edition: "

@@ -130,6 +130,17 @@ def test_the_three_stack_files_are_valid(stack: str) -> None:
             "ENTERPRISE_PLUS; set it, or use pooler.mode: pgbouncer",
         ),
         (
+            {
+                "database": {
+                    "edition": "ENTERPRISE",
+                    "tier": "db-custom-2-7680",
+                    "log_retention_days": 14,
+                },
+                "pooler": {"mode": "pgbouncer"},
+            },
+            "test.yaml: bulwark:database.log_retention_days: 14 exceeds Enterprise edition's 7",
+        ),
+        (
             {"database": {"tier": "db-n1-standard-2"}},
             "test.yaml: bulwark:database.tier: 'db-n1-standard-2' is not a tier bulwark can size",
         ),
