@@ -1,0 +1,103 @@
+"""pyinfra operations bulwark's deploys share. Each reads ONE batched fact (bulwark/hosts/facts.py)
+for everything it compares, so an idempotent re-run costs a handful of remote commands rather
+than three per file (pyinfra's files.put reads File, Directory and Sha1File every time)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shlex
+from dataclasses import dataclass
+
+from pyinfra import host
+from pyinfra.api import operation
+from pyinfra.facts.apt import noninteractive_apt
+from pyinfra.operations import files as pyfiles
+
+from bulwark.hosts.facts import (
+    APT_LISTS_STAMP,
+    UPGRADED_STAMP,
+    AptUpgradeState,
+    FileStates,
+    UnitStates,
+)
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A file bulwark owns on the host, and what to run once after it changes."""
+
+    dest: str
+    content: str
+    mode: str = "644"
+    user: str = "root"
+    group: str = "root"
+    then: str | None = None
+
+    @property
+    def state(self) -> str:
+        """As FileStates reports a file that is exactly as wanted."""
+        sha1 = hashlib.sha1(self.content.encode(), usedforsecurity=False).hexdigest()
+        return f"{self.mode.lstrip('0') or '0'}:{self.user}:{self.group}:{sha1}"
+
+
+@operation()
+def config_files(files: list[ConfigFile]):  # type: ignore[no-untyped-def]
+    """Put each file in place when its content, mode or owner differ; then run, once each, the
+    follow-up commands of the files that changed.
+
+    + files: the files, in the order they are written
+    """
+    states = host.get_fact(FileStates, paths=[f.dest for f in files])
+    follow_ups: list[str] = []
+    changed = 0
+    for f in files:
+        if states.get(f.dest) == f.state:
+            continue
+        changed += 1
+        yield from pyfiles.put._inner(
+            src=io.StringIO(f.content),
+            dest=f.dest,
+            user=f.user,
+            group=f.group,
+            mode=f.mode,
+            create_remote_dir=True,
+        )
+        if f.then and f.then not in follow_ups:
+            follow_ups.append(f.then)
+    yield from follow_ups
+    if not changed:
+        host.noop(f"{len(files)} files are already in place")
+
+
+@operation()
+def full_upgrade(cache_time: int):  # type: ignore[no-untyped-def]
+    """Refresh the apt lists when older than `cache_time` and upgrade everything against them;
+    skip both when the lists are fresh and bulwark already upgraded against them.
+
+    + cache_time: seconds the apt lists count as fresh
+    """
+    state = host.get_fact(AptUpgradeState, cache_time=cache_time)
+    if state["lists_fresh"] and state["pending"] == 0:
+        host.noop("apt lists are fresh and nothing is left to upgrade")
+        return
+    if not state["lists_fresh"]:
+        # apt's periodic hook writes this stamp, `apt-get update` does not: touch it ourselves.
+        yield f"apt-get update && touch {APT_LISTS_STAMP}"
+    yield noninteractive_apt("dist-upgrade")
+    yield f"install -d -m 711 {shlex.quote(UPGRADED_STAMP.rsplit('/', 1)[0])}"
+    yield f"touch {UPGRADED_STAMP}"
+
+
+@operation()
+def units_running(units: list[str]):  # type: ignore[no-untyped-def]
+    """Enable and start systemd units that are not enabled or not active.
+
+    + units: unit names, e.g. "apt-daily.timer"
+    """
+    states = host.get_fact(UnitStates, units=units)
+    todo = [u for u in units if states.get(u) != (True, True)]
+    for unit in todo:
+        yield f"systemctl enable --now {shlex.quote(unit)}"
+    if not todo:
+        host.noop(f"{', '.join(units)} enabled and active")
