@@ -321,3 +321,25 @@ class SshdState(FactBase[dict[str, Any]]):
             "weak_moduli": WeakModuli().process(parts.get("moduli", [])),
             "socket": SshSocketActivated().process(parts.get("socket", [])),
         }
+
+
+class PathModes(FactBase[dict[str, str | None]]):
+    """Mode, owner and group of paths, in one command: {path: "600:root:root"}, None if absent."""
+
+    def command(self, paths: list[str]) -> str:
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        return (
+            f'for f in {quoted}; do if [ -e "$f" ]; then echo "$f $(stat -c %a:%U:%G "$f")"; '
+            'else echo "$f -"; fi; done'
+        )
+
+    @staticmethod
+    def default() -> dict[str, str | None]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        for line in output:
+            path, _, state = line.strip().rpartition(" ")
+            found[path] = None if state == "-" else state
+        return found

@@ -19,6 +19,7 @@ from bulwark.hosts.facts import (
     UPGRADED_STAMP,
     AptUpgradeState,
     FileStates,
+    PathModes,
     UnitStates,
 )
 
@@ -101,3 +102,20 @@ def units_running(units: list[str]):  # type: ignore[no-untyped-def]
         yield f"systemctl enable --now {shlex.quote(unit)}"
     if not todo:
         host.noop(f"{', '.join(units)} enabled and active")
+
+
+@operation()
+def root_only(paths: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Make existing paths owned by root:root with the given mode; absent paths are left absent.
+
+    + paths: path -> octal mode, e.g. {"/etc/crontab": "600"}
+    """
+    states = host.get_fact(PathModes, paths=list(paths))
+    todo = 0
+    for path, mode in paths.items():
+        state = states.get(path)
+        if state is not None and state != f"{mode}:root:root":
+            todo += 1
+            yield f"chown root:root {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}"
+    if not todo:
+        host.noop(f"{len(paths)} paths are root's only (or absent)")

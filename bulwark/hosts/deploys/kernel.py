@@ -13,7 +13,7 @@ from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import CommandExists, TmpfsMounts
-from bulwark.hosts.operations import ConfigFile, config_files, units_running
+from bulwark.hosts.operations import ConfigFile, config_files, root_only, units_running
 from bulwark.hosts.templates import render
 
 MOUNT_OPTIONS = ("nodev", "nosuid", "noexec")
@@ -79,7 +79,11 @@ def kernel() -> None:
         files=[
             ConfigFile(
                 "/etc/sysctl.d/60-bulwark.conf",
-                render("kernel/60-bulwark.conf.j2", routes_or_containers=conf.routes_or_containers),
+                render(
+                    "kernel/60-bulwark.conf.j2",
+                    routes_or_containers=conf.routes_or_containers,
+                    ipv6_autoconf=conf.ipv6_autoconf,
+                ),
                 then="sysctl -q --system",
             ),
             ConfigFile(
@@ -105,6 +109,14 @@ def kernel() -> None:
     chrony = host.get_fact(CommandExists, program="chronyd")
     timesync = "chrony.service" if chrony else "systemd-timesyncd.service"
     units_running(name=f"Time sync: {timesync}", units=[timesync])
+    root_only(
+        name="sshd_config and cron readable by root only",
+        paths={
+            "/etc/ssh/sshd_config": "600",
+            "/etc/crontab": "600",
+            **{f"/etc/cron.{d}": "700" for d in ("hourly", "daily", "weekly", "monthly", "d")},
+        },
+    )
     sudoers_defaults(
         name="sudo: a pty for every command, and a log file",
         content=(
