@@ -119,3 +119,25 @@ def root_only(paths: dict[str, str]):  # type: ignore[no-untyped-def]
             yield f"chown root:root {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}"
     if not todo:
         host.noop(f"{len(paths)} paths are root's only (or absent)")
+
+
+@operation()
+def no_setuid(paths: list[str]):  # type: ignore[no-untyped-def]
+    """Drop the setuid/setgid bits of existing programs, durably: a dpkg-statoverride keeps
+    package upgrades from putting them back.
+
+    + paths: programs that must not run with raised privileges
+    """
+    states = host.get_fact(PathModes, paths=paths)
+    todo = 0
+    for path in paths:
+        state = states.get(path)
+        if state is not None and len(state.split(":")[0]) == 4 and state[0] in "2467":
+            todo += 1
+            quoted = shlex.quote(path)
+            yield (
+                f"dpkg-statoverride --update --force-statoverride-add --add root root 0755 "
+                f"{quoted} 2>/dev/null || chmod u-s,g-s {quoted}"
+            )
+    if not todo:
+        host.noop(f"no setuid/setgid bit on {', '.join(paths)}")

@@ -47,7 +47,8 @@ def control(
         cis=cis,
         devsec=(devsec,) if isinstance(devsec, str) else tuple(devsec),
     )
-    return getattr(pytest.mark, MARK)(control_id)
+    mark: pytest.MarkDecorator = getattr(pytest.mark, MARK)(control_id)
+    return mark
 
 
 def not_applicable(reason: str) -> None:

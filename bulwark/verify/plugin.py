@@ -36,6 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARK}(id): the bulwark control a test verifies")
+    config.addinivalue_line("markers", "ban_probe: the opt-in fail2ban probe (runs last)")
     config.stash[REPORT_KEY] = Report()
 
 
@@ -98,9 +99,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Probes from outside run after the inside controls; the ban probe runs last of all."""
 
     def rank(item: pytest.Item) -> int:
+        if "verify/suite/" not in item.nodeid:
+            return 0
         if item.get_closest_marker("ban_probe"):
             return 2
-        return 1 if item.module is not None and "probes" in item.module.__name__ else 0
+        return 1 if "test_probes" in item.nodeid else 0
 
     items.sort(key=rank)
 

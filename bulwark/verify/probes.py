@@ -13,6 +13,12 @@ from pathlib import Path
 import paramiko
 
 
+@dataclass
+class Access:
+    methods: list[str]
+    accepted: list[Path]
+
+
 class TrustError(Exception):
     """The host's key is not the pinned one (or none is pinned): nothing it says can be trusted."""
 
@@ -82,7 +88,9 @@ def _transport(ep: Endpoint, timeout: float = 15) -> paramiko.Transport:
 def check_host_key(ep: Endpoint, key: paramiko.PKey) -> None:
     if ep.known_hosts is None or not ep.known_hosts.is_file():
         raise TrustError(f"{ep.alias}: no known_hosts file pins this host's key")
-    pinned = paramiko.HostKeys(str(ep.known_hosts)).lookup(ep.known_hosts_name) or {}
+    pinned: dict[str, paramiko.PKey] = dict(
+        paramiko.HostKeys(str(ep.known_hosts)).lookup(ep.known_hosts_name) or {}
+    )
     if not pinned:
         raise TrustError(
             f"{ep.alias}: no key is pinned for {ep.known_hosts_name} in {ep.known_hosts}: "
@@ -95,35 +103,34 @@ def check_host_key(ep: Endpoint, key: paramiko.PKey) -> None:
         )
 
 
-def offered_methods(ep: Endpoint, user: str) -> list[str]:
-    """The authentication methods sshd offers `user` before any credential (["none"] if it
-    lets the user in without one)."""
+def offered_methods(ep: Endpoint, user: str, keys: list[Path] | None = None) -> Access:
+    """What sshd offers `user` before any credential (["none"] if it lets the user in without
+    one), then which of `keys` log the user in: one connection, as a scanner would try it
+    (a firewall that rate-limits SSH counts connections, not attempts)."""
+    access = Access(methods=[], accepted=[])
     transport = _transport(ep)
     try:
-        transport.auth_none(user)
-    except paramiko.BadAuthenticationType as exc:
-        return sorted(exc.allowed_types)
-    except paramiko.AuthenticationException:
-        return []
-    finally:
-        transport.close()
-    return ["none"]
-
-
-def key_logins(ep: Endpoint, user: str, keys: list[Path]) -> list[Path]:
-    """Which of `keys` log `user` in (each tried on one connection, as sshd allows)."""
-    accepted = []
-    for path in keys:
-        transport = _transport(ep)
         try:
-            transport.auth_publickey(user, paramiko.PKey.from_path(path))
-            if transport.is_authenticated():
-                accepted.append(path)
+            transport.auth_none(user)
+            access.methods.append("none")
+            return access
+        except paramiko.BadAuthenticationType as exc:
+            access.methods.extend(sorted(exc.allowed_types))
         except paramiko.AuthenticationException:
             pass
-        finally:
-            transport.close()
-    return accepted
+        for path in keys or []:
+            if not transport.is_active():
+                break  # sshd hung up after MaxAuthTries: the rest were not tried
+            try:
+                transport.auth_publickey(user, paramiko.PKey.from_path(path))
+                if transport.is_authenticated():
+                    access.accepted.append(path)
+                    break
+            except paramiko.AuthenticationException:
+                pass
+    finally:
+        transport.close()
+    return access
 
 
 def port_answers(host: str, port: int, marker: bytes, timeout: float = 8) -> bool:

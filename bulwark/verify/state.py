@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -26,7 +27,7 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
     stats = (
         "/etc/ssh /etc/ssh/sshd_config /etc/shadow /etc/passwd /etc/group /etc/login.defs "
         "/var/log /etc/crontab /etc/cron.hourly /etc/cron.daily /etc/cron.weekly "
-        "/etc/cron.monthly /etc/cron.d /etc/hosts.equiv /etc/sudoers"
+        "/etc/cron.monthly /etc/cron.d /etc/hosts.equiv /etc/sudoers /var/log/journal"
     )
     parts |= {
         "os-release": "cat /etc/os-release",
@@ -42,11 +43,11 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         "mounts": "cat /proc/mounts",
         "ufw": "ufw status verbose 2>&1",
         "fail2ban": "fail2ban-client status 2>&1",
-        "fail2ban-sshd": "fail2ban-client status sshd 2>&1",
+        "fail2ban-port": "fail2ban-client get sshd action ufw port 2>&1",
         "fail2ban-dump": "fail2ban-client -d 2>/dev/null | grep -E \"^\\['(set|add)', 'sshd'\"",
         "units": (
             "for u in fail2ban ufw unattended-upgrades apt-daily.timer apt-daily-upgrade.timer "
-            "systemd-timesyncd chrony ntp ntpsec openntpd; do "
+            "systemd-timesyncd chrony ntp ntpsec openntpd auditd; do "
             'echo "$u $(systemctl is-enabled $u 2>/dev/null || echo absent) '
             '$(systemctl is-active $u 2>/dev/null || true)"; done'
         ),
@@ -61,9 +62,10 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         "login.defs": "grep -vE '^\\s*(#|$)' /etc/login.defs",
         "stat": f"stat -c '%n %a %U %G %F' {stats} 2>/dev/null",
         "authkeys": (
-            "for d in $(awk -F: '$7 !~ /(nologin|false)$/ {print $1\":\"$6}' /etc/passwd); do "
-            'u=${d%%:*}; h=${d#*:}; for f in "$h" "$h/.ssh" "$h/.ssh/authorized_keys" '
-            '"$h/.ssh/authorized_keys2"; do [ -e "$f" ] && '
+            # Accounts with a login shell (listed in /etc/shells) and their key files.
+            'awk -F: \'{print $1":"$6":"$7}\' /etc/passwd | while IFS=: read -r u h s; do '
+            'grep -qxF "$s" /etc/shells || continue; for f in "$h" "$h/.ssh" '
+            '"$h/.ssh/authorized_keys" "$h/.ssh/authorized_keys2"; do [ -e "$f" ] && '
             'echo "$u $(stat -c \'%a %U\' "$f") $f"; done; done'
         ),
         "listen": "ss -Htulpn 2>/dev/null",
@@ -74,10 +76,11 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         ),
         "modprobe": (
             "for m in cramfs freevxfs jffs2 hfs hfsplus squashfs udf vfat usb-storage dccp sctp "
-            'rds tipc; do echo "$m $(modprobe -n -v $m 2>&1 | head -1)"; done'
+            'rds tipc; do echo "$m $(modprobe -n -v $m 2>&1 | tail -1)"; done'
         ),
         "lsmod": "cut -d' ' -f1 /proc/modules",
         "cpu-vulns": "grep -H . /sys/devices/system/cpu/vulnerabilities/* 2>/dev/null",
+        "entropy": "cat /proc/sys/kernel/random/entropy_avail",
         "cpu-flags": "grep -m1 '^flags' /proc/cpuinfo",
         "packages": "dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' 2>/dev/null",
         "path-root": "sh -lc 'echo $PATH' 2>/dev/null",
@@ -166,10 +169,12 @@ class HostState:
         self.host = host
         self.deploy_user = deploy_user
         self.users = ["root", deploy_user, UNKNOWN_USER]
+        self.read_at = 0.0  # the controller's clock when the snapshot was requested
 
     @cached_property
     def raw(self) -> dict[str, list[str]]:
         command = snapshot_command(snapshot_parts(self.users))
+        self.read_at = time.time()
         result = self.host.run("sh -c %s", command)
         return split_snapshot(result.stdout)
 

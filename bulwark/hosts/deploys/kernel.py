@@ -13,7 +13,7 @@ from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import CommandExists, TmpfsMounts
-from bulwark.hosts.operations import ConfigFile, config_files, root_only, units_running
+from bulwark.hosts.operations import ConfigFile, config_files, no_setuid, root_only, units_running
 from bulwark.hosts.templates import render
 
 MOUNT_OPTIONS = ("nodev", "nosuid", "noexec")
@@ -116,6 +116,10 @@ def kernel() -> None:
             "/etc/crontab": "600",
             **{f"/etc/cron.{d}": "700" for d in ("hourly", "daily", "weekly", "monthly", "d")},
         },
+    )
+    no_setuid(
+        name="ssh-keysign is not setuid (host-based authentication is off)",
+        paths=["/usr/lib/openssh/ssh-keysign"],
     )
     sudoers_defaults(
         name="sudo: a pty for every command, and a log file",
