@@ -141,13 +141,15 @@ def origin_matches(pattern: str, release: dict[str, str], distro: dict[str, str]
 
 
 def allowed_origin_matches(entry: str, release: dict[str, str], distro: dict[str, str]) -> bool:
-    """Allowed-Origins "origin:archive" form (Ubuntu's)."""
+    """Allowed-Origins "origin:archive" form (Ubuntu's). unattended-upgrades compares the archive
+    (suite) only: on Debian the security suite is "stable-security", so a codename-based line
+    ("Debian:bookworm-security") matches nothing - the pitfall this control exists for."""
     origin, _, archive = (
         entry.replace("${distro_id}", distro["id"])
         .replace("${distro_codename}", distro["codename"])
         .partition(":")
     )
-    return release.get("o") == origin and archive in (release.get("a"), release.get("n"))
+    return release.get("o") == origin and release.get("a") == archive
 
 
 @control(
