@@ -217,29 +217,15 @@ APT_LISTS_STAMP = "/var/lib/apt/periodic/update-success-stamp"
 UPGRADED_STAMP = "/var/lib/bulwark/upgraded-stamp"
 
 
-class AptUpgradeState(FactBase[dict[str, Any]]):
-    """Whether the apt lists are younger than `cache_time`, and how many packages a full upgrade
-    would touch. The simulation is slow, so it only runs when the lists are fresh and newer than
-    bulwark's last upgrade: {"lists_fresh": bool, "pending": int | None} (None: not simulated,
-    the lists need updating first)."""
+class FirstUpgrade(FactBase[str | None]):
+    """When bulwark's first-run full upgrade finished (its stamp's mtime), or None if never."""
 
-    def requires_command(self, cache_time: int) -> str:
-        return "apt-get"
+    def command(self) -> str:
+        return f"stat -c %y {UPGRADED_STAMP} 2>/dev/null || true"
 
-    def command(self, cache_time: int) -> str:
-        return (
-            f"age=$(( $(date +%s) - $(stat -c %Y {APT_LISTS_STAMP} 2>/dev/null || echo 0) )); "
-            f'if [ "$age" -gt {int(cache_time)} ]; then echo lists=stale; '
-            f"elif [ {UPGRADED_STAMP} -nt {APT_LISTS_STAMP} ]; then echo upgraded=yes; "
-            "else LC_ALL=C apt-get -s -o Debug::NoLocking=1 dist-upgrade "
-            "| grep -c '^Inst \\|^Remv ' || true; fi"
-        )
-
-    def process(self, output: list[str]) -> dict[str, Any]:
-        last = output[-1].strip() if output else "lists=stale"
-        if last == "lists=stale":
-            return {"lists_fresh": False, "pending": None}
-        return {"lists_fresh": True, "pending": 0 if last == "upgraded=yes" else int(last)}
+    def process(self, output: list[str]) -> str | None:
+        text = "\n".join(output).strip()
+        return text.split(".")[0] or None
 
 
 class TmpfsMounts(FactBase[dict[str, dict[str, Any]]]):

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.facts.apt import noninteractive_apt
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import apt
 from pyinfra.operations import files as pyfiles
 
 from bulwark.hosts.facts import (
     APT_LISTS_STAMP,
     UPGRADED_STAMP,
-    AptUpgradeState,
     FileStates,
+    FirstUpgrade,
     PathModes,
     UnitStates,
 )
@@ -72,22 +74,36 @@ def config_files(files: list[ConfigFile]):  # type: ignore[no-untyped-def]
 
 
 @operation()
-def full_upgrade(cache_time: int):  # type: ignore[no-untyped-def]
-    """Refresh the apt lists when older than `cache_time` and upgrade everything against them;
-    skip both when the lists are fresh and bulwark already upgraded against them.
-
-    + cache_time: seconds the apt lists count as fresh
-    """
-    state = host.get_fact(AptUpgradeState, cache_time=cache_time)
-    if state["lists_fresh"] and state["pending"] == 0:
-        host.noop("apt lists are fresh and nothing is left to upgrade")
+def first_run_upgrade():  # type: ignore[no-untyped-def]
+    """On a host bulwark has not upgraded yet: refresh the apt lists and upgrade everything.
+    Later runs leave upgrades to unattended-upgrades (security, daily) and to the operator, so a
+    re-run changes nothing and never waits on apt."""
+    done_at = host.get_fact(FirstUpgrade)
+    if done_at:
+        host.noop(f"first full upgrade done {done_at}; unattended-upgrades keeps up since")
         return
-    if not state["lists_fresh"]:
-        # apt's periodic hook writes this stamp, `apt-get update` does not: touch it ourselves.
-        yield f"apt-get update && touch {APT_LISTS_STAMP}"
+    # apt's periodic hook writes this stamp, `apt-get update` does not: touch it ourselves.
+    yield f"apt-get update && touch {APT_LISTS_STAMP}"
     yield noninteractive_apt("dist-upgrade")
     yield f"install -d -m 711 {shlex.quote(UPGRADED_STAMP.rsplit('/', 1)[0])}"
     yield f"touch {UPGRADED_STAMP}"
+
+
+@operation()
+def packages_present(packages: list[str], cache_time: int = 3600):  # type: ignore[no-untyped-def]
+    """Install missing packages (without recommends), refreshing apt lists older than
+    `cache_time` first - only when something is missing, so a converged host is never touched.
+
+    + packages: Debian package names
+    + cache_time: seconds the apt lists count as fresh
+    """
+    installed = host.get_fact(DebPackages)
+    missing = [p for p in packages if p not in installed]
+    if not missing:
+        host.noop(f"{len(packages)} packages are installed")
+        return
+    yield from apt.update._inner(cache_time=cache_time)
+    yield from apt.packages._inner(packages=missing, no_recommends=True)
 
 
 @operation()

@@ -61,6 +61,9 @@ def failing(results: dict[str, Any]) -> set[str]:
 
 
 def test_a_fresh_vps_fails_what_it_should(vm: LabVM, tmp_path: Path) -> None:
+    # The operator's first contact pins the host key (trust on first use), as bootstrap would.
+    with connect(vm.target, vm.root_login(), TrustStore(vm.directory).known_hosts):
+        pass
     done, results = verify(
         f"root@127.0.0.1:{vm.target.port}",
         "--key",

@@ -6,9 +6,9 @@ import pytest
 
 from bulwark.hosts.facts import (
     SECTION,
-    AptUpgradeState,
     Fail2banJails,
     FileStates,
+    FirstUpgrade,
     OpensshVersion,
     SshdDropinDirectives,
     SshdState,
@@ -120,17 +120,9 @@ def test_config_file_state_matches_what_the_fact_reports() -> None:
     assert wanted.state == "755:root:root:3f786850e387550fdab836ed7e6dc881de23001b"
 
 
-@pytest.mark.parametrize(
-    ("output", "state"),
-    [
-        (["lists=stale"], {"lists_fresh": False, "pending": None}),
-        (["upgraded=yes"], {"lists_fresh": True, "pending": 0}),
-        (["0"], {"lists_fresh": True, "pending": 0}),
-        (["12"], {"lists_fresh": True, "pending": 12}),
-    ],
-)
-def test_apt_upgrade_state(output: list[str], state: dict[str, object]) -> None:
-    assert AptUpgradeState().process(output) == state
+def test_first_upgrade_stamp() -> None:
+    assert FirstUpgrade().process(["2026-11-22 05:13:02.123456789 +0000"]) == "2026-11-22 05:13:02"
+    assert FirstUpgrade().process([]) is None
 
 
 def test_tmpfs_mounts_join_fstab_and_live_mounts() -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import apt
 
-from bulwark.hosts.operations import ConfigFile, config_files, full_upgrade
+from bulwark.hosts.operations import (
+    ConfigFile,
+    config_files,
+    first_run_upgrade,
+    packages_present,
+)
 from bulwark.hosts.templates import render
 
 # Everything the deploys rely on; python3-systemd lets fail2ban read the journal (Debian 12 and
@@ -32,5 +36,5 @@ def packages() -> None:
             ),
         ],
     )
-    full_upgrade(name="apt update (at most hourly) and full upgrade", cache_time=3600)
-    apt.packages(name="Install what hardening needs", packages=list(PACKAGES), no_recommends=True)
+    first_run_upgrade(name="apt update and full upgrade (first run)")
+    packages_present(name="Install what hardening needs", packages=list(PACKAGES))

@@ -204,6 +204,20 @@ def test_sshd_fixed(state: HostState, wanted: dict[str, str]) -> None:
 
 
 @control(
+    "ssh-kerberos",
+    "Kerberos password authentication is off",
+    rationale="Kerberos passwords are still passwords; with it off, KerberosOrLocalPasswd and "
+    "KerberosTicketCleanup have nothing to act on.",
+    devsec=("sshd-30", "sshd-31", "sshd-32"),
+)
+def test_kerberos(state: HostState) -> None:
+    if "kerberosauthentication" not in state.sshd():
+        not_applicable("this sshd is built without Kerberos support")
+    value = state.sshd_value("kerberosauthentication")
+    assert value == "no", f"sshd -T kerberosauthentication {value}"
+
+
+@control(
     "ssh-allow-users",
     "Only the declared users and groups may log in",
     rationale="An account created later (by a package or by mistake) must not be reachable.",
