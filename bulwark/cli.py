@@ -377,7 +377,7 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Leave the VM running afterwards.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Boot a lab VM as a fresh VPS, bootstrap it, harden it, and check the result."""
+    """Boot a lab VM as a fresh VPS, bootstrap it, harden it, and verify it."""
 
     spec = lab.VMSpec(distro=distro, auth=auth)  # type: ignore[arg-type]
     with progress() as say:
@@ -393,12 +393,14 @@ def demo(
         out.print(f"hardened: {result.harden.changed} operations changed the host")
         mark = "[green]✓[/green]" if result.root_login_refused else "[red]✗[/red]"
         out.print(f"  {mark} root login is refused from outside")
+        for host in result.verify.hosts:
+            _print_host_result(host)
         if keep:
             key = shlex.quote(str(result.operator_key))
             out.print(
                 f"VM left running: bulwark lab ssh {result.vm.name} --user deploy --key {key}"
             )
-    if not result.host_key_confirmed or result.second.changes or not result.root_login_refused:
+    if not result.host_key_confirmed or result.second.changes or not result.verify.ok:
         raise typer.Exit(int(ExitCode.FAILED_CHECKS))
 
 

@@ -71,7 +71,20 @@ def resolve_endpoint(
     )
 
 
-def _transport(ep: Endpoint, timeout: float = 15) -> paramiko.Transport:
+def _transport(ep: Endpoint, timeout: float = 15, retries: int = 3) -> paramiko.Transport:
+    """A connected, host-key-checked transport. UFW's SSH rate limit (6 new connections per
+    30 s per source) drops a burst's last connections: those are retried after a pause."""
+    for attempt in range(retries + 1):
+        try:
+            return _connect(ep, timeout)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if isinstance(exc, paramiko.BadHostKeyException) or attempt == retries:
+                raise
+            time.sleep(11)
+    raise AssertionError("unreachable")
+
+
+def _connect(ep: Endpoint, timeout: float) -> paramiko.Transport:
     sock = socket.create_connection((ep.host, ep.port), timeout=timeout)
     transport = paramiko.Transport(sock)
     transport.banner_timeout = timeout
@@ -168,7 +181,7 @@ def failed_logins(ep: Endpoint, attempts: int) -> None:
     key = paramiko.PKey.from_path(ep.identity)
     for attempt in range(attempts):
         try:
-            transport = _transport(ep, timeout=8)
+            transport = _transport(ep, timeout=8, retries=0)
         except (OSError, paramiko.SSHException, EOFError):
             return  # already refused: banned
         try:
