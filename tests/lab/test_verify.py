@@ -142,7 +142,8 @@ def test_a_hardened_vps_passes_everything_applicable(
 BREAKS = [
     # sshd: a drop-in that sorts BEFORE 00-bulwark.conf wins (sshd keeps the first value), and a
     # Match block only `sshd -T -C user=...` sees.
-    "printf 'PermitRootLogin yes\\nPasswordAuthentication yes\\nAuthenticationMethods any\\n"
+    "printf 'PermitRootLogin yes\\nPasswordAuthentication yes\\n"
+    "AuthenticationMethods publickey password\\n"
     "AllowUsers deploy root\\n' > /etc/ssh/sshd_config.d/000-break.conf",
     "printf '\\nMatch User deploy\\n    AllowTcpForwarding yes\\n' >> /etc/ssh/sshd_config",
     "systemctl reload ssh",
