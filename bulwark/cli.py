@@ -29,6 +29,8 @@ from bulwark.lab.tools import ensure_tools
 from bulwark.settings.docs import cloud_settings_table, settings_table
 from bulwark.settings.hosts import check_user_name
 from bulwark.settings.hosts import deploy_user as make_deploy_user
+from bulwark.verify import run as verify_run
+from bulwark.verify.results import HostResult
 
 if TYPE_CHECKING:
     from bulwark.cloud.plan import Plan
@@ -386,13 +388,74 @@ def harden(
 
 @app.command()
 @handles_errors
+def verify(
+    target: Annotated[
+        str, typer.Argument(help="A pyinfra inventory (hosts/prod.py), or user@host[:port].")
+    ],
+    limit: Annotated[
+        str | None, typer.Option(help="Only these inventory hosts or groups (comma-separated).")
+    ] = None,
+    key: Annotated[Path | None, typer.Option(help="SSH key for user@host targets.")] = None,
+    known_hosts: Annotated[
+        Path, typer.Option(help="Pinned host keys for user@host targets (bootstrap writes it).")
+    ] = Path("hosts/known_hosts"),
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write results as JUnit XML.")] = None,
+    probe_key: Annotated[
+        list[Path] | None,
+        typer.Option(help="More keys the root-login probe tries (e.g. the provider's)."),
+    ] = None,
+    ban_probe: Annotated[
+        bool, typer.Option(help="Also prove fail2ban bans a brute-forcer (then unbans).")
+    ] = False,
+    select: Annotated[
+        str | None, typer.Option("-k", help="Only controls matching this pytest expression.")
+    ] = None,
+) -> None:
+    """Verify hosts: controls from inside (testinfra), probes from outside, pinned host keys."""
+    path = Path(target)
+    if path.suffix == ".py" or path.is_file():
+        targets = verify_run.from_inventory(path, limit)
+    else:
+        targets = [verify_run.from_spec(target, key=key, known_hosts=known_hosts)]
+    with progress() as say:
+        say(f"verifying {', '.join(t.alias for t in targets)}")
+        report = verify_run.run_verify(
+            targets,
+            json_out=json_out,
+            junit_out=junit,
+            ban_probe=ban_probe,
+            probe_keys=probe_key,
+            select=select,
+        )
+    for host in report.hosts:
+        _print_host_result(host)
+    if not report.ok:
+        raise typer.Exit(int(ExitCode.FAILED_CHECKS))
+
+
+def _print_host_result(host: HostResult) -> None:
+    s = host.summary
+    colour = "green" if host.ok else "red"
+    out.print(
+        f"[bold]{host.host}[/bold]: [{colour}]{s['pass']} passed, {s['fail']} failed, "
+        f"{s['error']} errors[/{colour}], {s['not-applicable']} not applicable"
+    )
+    for result in host.controls:
+        if result.status in ("fail", "error"):
+            detail = result.evidence or result.reason or ""
+            out.print(f"  [red]✗ {result.id}[/red] {result.title}: {detail}", highlight=False)
+
+
+@app.command()
+@handles_errors
 def demo(
     distro: Distro = "bookworm",
     auth: AuthOpt = "key",
     keep: Annotated[bool, typer.Option(help="Leave the VM running afterwards.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Boot a lab VM as a fresh VPS, bootstrap it, harden it, and check the result."""
+    """Boot a lab VM as a fresh VPS, bootstrap it, harden it, and verify it."""
 
     spec = lab.VMSpec(distro=distro, auth=auth)  # type: ignore[arg-type]
     with progress() as say:
@@ -408,12 +471,14 @@ def demo(
         out.print(f"hardened: {result.harden.changed} operations changed the host")
         mark = "[green]✓[/green]" if result.root_login_refused else "[red]✗[/red]"
         out.print(f"  {mark} root login is refused from outside")
+        for host in result.verify.hosts:
+            _print_host_result(host)
         if keep:
             key = shlex.quote(str(result.operator_key))
             out.print(
                 f"VM left running: bulwark lab ssh {result.vm.name} --user deploy --key {key}"
             )
-    if not result.host_key_confirmed or result.second.changes or not result.root_login_refused:
+    if not result.host_key_confirmed or result.second.changes or not result.verify.ok:
         raise typer.Exit(int(ExitCode.FAILED_CHECKS))
 
 

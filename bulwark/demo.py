@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bulwark import dirs
-from bulwark.errors import AuthError
 from bulwark.hosts.bootstrap import BootstrapReport, TrustStore, bootstrap
 from bulwark.hosts.harden import HardenRun, run_harden
 from bulwark.hosts.keys import ensure_key
-from bulwark.hosts.ssh import connect
 from bulwark.lab import vm as lab
 from bulwark.lab.inventory import host_data, write_inventory
 from bulwark.lab.tools import ensure_tools
 from bulwark.settings.hosts import DeployUser
+from bulwark.verify.results import Report
+from bulwark.verify.run import from_inventory, run_verify
 
 Progress = Callable[[str], None]
 
@@ -28,7 +29,12 @@ class DemoResult:
     host_key_confirmed: bool
     operator_key: Path
     harden: HardenRun
-    root_login_refused: bool
+    verify: Report
+
+    @property
+    def root_login_refused(self) -> bool:
+        (host,) = self.verify.hosts
+        return any(c.id == "probe-root-login-refused" and c.status == "pass" for c in host.controls)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -38,6 +44,7 @@ class DemoResult:
             "host_key_confirmed": self.host_key_confirmed,
             "harden": {"changed": self.harden.changed},
             "root_login_refused": self.root_login_refused,
+            "verify": json.loads(self.verify.to_json()),
         }
 
 
@@ -45,7 +52,7 @@ def run_demo(
     spec: lab.VMSpec, *, keep: bool = False, progress: Progress | None = None
 ) -> DemoResult:
     """Boot a lab VPS, bootstrap it (twice: the second is a no-op), check the pinned host key,
-    harden it, and check from outside that root login is now refused.
+    harden it, and verify it (controls from inside, probes from outside).
 
     The VM is stopped afterwards unless `keep`; the operator key lives in the demo workspace,
     never in the user's ~/.ssh.
@@ -70,19 +77,12 @@ def run_demo(
             {vm.name: host_data(vm, user=deploy.name, key=deploy.key_path)},
         )
         harden = run_harden(inventory, capture=True)
-        say("checking from outside that root login is refused")
-        refused = _root_refused(vm, store)
+        say("verifying: controls from inside, probes from outside (root login, passwords, ports)")
+        probe_keys = [vm.root_key_path] if spec.auth == "key" else []
+        report = run_verify(from_inventory(inventory), probe_keys=probe_keys)
     except BaseException:
         lab.stop(vm)
         raise
     if not keep:
         lab.stop(vm)
-    return DemoResult(vm, first, second, confirmed, deploy.key_path, harden, refused)
-
-
-def _root_refused(vm: lab.LabVM, store: TrustStore) -> bool:
-    try:
-        connect(vm.target, vm.root_login(), store.known_hosts).close()
-    except AuthError:
-        return True
-    return False
+    return DemoResult(vm, first, second, confirmed, deploy.key_path, harden, report)

@@ -190,6 +190,11 @@ class KernelSettings(BaseModel):
         description="Named opt-out for hosts that route or run containers: keeps IP forwarding "
         "on and leaves the bridge/overlay modules alone.",
     )
+    ipv6_autoconf: bool = Field(
+        default=False,
+        description="Keep IPv6 router advertisements and SLAAC: set true where the provider "
+        "configures IPv6 that way, or the host loses IPv6 at the next boot.",
+    )
     disabled_filesystems: tuple[str, ...] = Field(
         default=("cramfs", "freevxfs", "jffs2", "hfs", "hfsplus", "squashfs", "udf"),
         description="File systems nobody mounts on a server (CIS 1.1.1).",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +29,7 @@ SETTINGS = {"fail2ban": {"ignoreip": ["10.0.2.2"]}}
 
 @pytest.fixture(scope="module")
 def vm(lab_vms: Boot) -> LabVM:
-    return lab_vms(distro="trixie")
+    return lab_vms(distro="trixie", forwards=(8080,))  # 8080: verify's undeclared-port probe
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +64,20 @@ def test_trixie_second_run_changes_nothing(
     again = harden(inventory(vm, operator, SETTINGS))
     assert again.returncode == 0, again.stdout[-3000:]
     assert changed_ops(again.stdout) == 0, again.stdout[-4000:]
+
+
+def test_trixie_verifies(vm: LabVM, operator: KeyPair, hardened: object, tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("bulwark")
+    out = tmp_path / "verify.json"
+    done = subprocess.run(
+        [str(exe), "verify", str(inventory(vm, operator, SETTINGS)), "--probe-key",
+         str(vm.root_key_path), "--json", str(out)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    (host,) = json.loads(out.read_text())["hosts"]
+    bad = [c for c in host["controls"] if c["status"] in ("fail", "error")]
+    assert done.returncode == 0, bad or done.stdout + done.stderr
+    assert host["summary"]["pass"] >= 100
 
 
 def test_trixie_passes_its_ssh_audit_policy(vm: LabVM, hardened: object) -> None:

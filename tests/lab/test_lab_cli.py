@@ -67,7 +67,7 @@ def test_trixie_lab_up_bootstrap_list_down(tmp_path: Path) -> None:
     assert not Path(vm["directory"]).exists()
 
 
-def test_demo_boots_bootstraps_and_hardens_a_fresh_vps() -> None:
+def test_demo_boots_bootstraps_hardens_and_verifies_a_fresh_vps() -> None:
     result = bulwark("demo", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -76,4 +76,8 @@ def test_demo_boots_bootstraps_and_hardens_a_fresh_vps() -> None:
     assert data["host_key_confirmed"] is True
     assert data["harden"]["changed"] > 0
     assert data["root_login_refused"] is True
+    (host,) = data["verify"]["hosts"]
+    assert host["summary"]["fail"] == 0, [c for c in host["controls"] if c["status"] != "pass"]
+    assert host["summary"]["error"] == 0
+    assert host["summary"]["pass"] >= 100
     assert data["vm"]["name"] not in [v.name for v in lab.running()]

@@ -5,14 +5,21 @@ from __future__ import annotations
 import pytest
 
 from bulwark.hosts.facts import (
+    SECTION,
     Fail2banJails,
+    FileStates,
+    FirstUpgrade,
     OpensshVersion,
     SshdDropinDirectives,
+    SshdState,
     SshHostKeys,
     SshSocketActivated,
+    TmpfsMounts,
     UfwStatus,
+    UnitStates,
     WeakModuli,
 )
+from bulwark.hosts.operations import ConfigFile
 
 
 @pytest.mark.parametrize(
@@ -60,14 +67,11 @@ def test_ssh_socket_activation(output: list[str], activated: bool) -> None:
 
 
 def test_ufw_status_parsed() -> None:
-    output = """Status: active
-Logging: on (low)
-Default: deny (incoming), allow (outgoing), disabled (routed)
-New profiles: skip
-
-To                         Action      From
---                         ------      ----
-22/tcp                     LIMIT IN    Anywhere
+    output = """ENABLED=yes
+LOGLEVEL=low
+DEFAULT_INPUT_POLICY="DROP"
+DEFAULT_OUTPUT_POLICY="ACCEPT"
+LOADED=yes
 --added--
 Added user rules (see 'ufw status' for running firewall):
 ufw limit 22/tcp
@@ -81,13 +85,92 @@ ufw allow from 10.0.0.0/8 to any port 5432 proto tcp""".splitlines()
     }
 
 
-def test_ufw_inactive() -> None:
-    state = UfwStatus().process(["Status: inactive", "--added--", "(None)"])
-    assert state["active"] is False
-    assert state["rules"] == []
+@pytest.mark.parametrize(
+    "output",
+    [
+        # A fresh install: disabled in ufw.conf, nothing loaded.
+        ["ENABLED=no", "LOGLEVEL=low", 'DEFAULT_INPUT_POLICY="DROP"', "--added--", "(None)"],
+        # Enabled in the file but its chains are not in the kernel (e.g. flushed by hand).
+        ["ENABLED=yes", 'DEFAULT_INPUT_POLICY="DROP"', "--added--", "ufw limit 22/tcp"],
+    ],
+)
+def test_ufw_inactive(output: list[str]) -> None:
+    assert UfwStatus().process(output)["active"] is False
 
 
 def test_fail2ban_jails() -> None:
     output = ["Status", "|- Number of jail:\t2", "`- Jail list:\trecidive, sshd"]
     assert Fail2banJails().process(output) == ["recidive", "sshd"]
     assert Fail2banJails().process(["not running"]) is None
+
+
+def test_file_states_by_path() -> None:
+    output = [
+        "/etc/apt/apt.conf.d/80bulwark 644:root:root:3f786850e387550fdab836ed7e6dc881de23001b",
+        "/etc/needrestart/conf.d/bulwark.conf -",
+    ]
+    assert FileStates().process(output) == {
+        "/etc/apt/apt.conf.d/80bulwark": "644:root:root:3f786850e387550fdab836ed7e6dc881de23001b",
+        "/etc/needrestart/conf.d/bulwark.conf": None,
+    }
+
+
+def test_config_file_state_matches_what_the_fact_reports() -> None:
+    wanted = ConfigFile("/etc/x", "a\n", mode="0755")
+    assert wanted.state == "755:root:root:3f786850e387550fdab836ed7e6dc881de23001b"
+
+
+def test_first_upgrade_stamp() -> None:
+    assert FirstUpgrade().process(["2026-11-22 05:13:02.123456789 +0000"]) == "2026-11-22 05:13:02"
+    assert FirstUpgrade().process([]) is None
+
+
+def test_tmpfs_mounts_join_fstab_and_live_mounts() -> None:
+    output = [
+        f"{SECTION}fstab",
+        "tmpfs /tmp tmpfs rw,nodev,nosuid,noexec,mode=1777,size=25% 0 0",
+        f"{SECTION}mounts",
+        "tmpfs /tmp tmpfs rw,nosuid,nodev,noexec,relatime,size=252000k 0 0",
+        "tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0",
+    ]
+    state = TmpfsMounts().process(output)
+    assert state["/tmp"]["fstab"].startswith("tmpfs /tmp tmpfs rw,nodev")
+    assert "noexec" in state["/tmp"]["options"]
+    assert state["/dev/shm"] == {
+        "fstab": None,
+        "type": "tmpfs",
+        "options": ["rw", "nosuid", "nodev"],
+    }
+
+
+def test_unit_states() -> None:
+    output = ["apt-daily.timer enabled active", "systemd-timesyncd.service disabled inactive"]
+    assert UnitStates().process(output) == {
+        "apt-daily.timer": (True, True),
+        "systemd-timesyncd.service": (False, False),
+    }
+
+
+def test_sshd_state_reads_every_part_of_one_command() -> None:
+    output = [
+        f"{SECTION}version",
+        "OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024",
+        f"{SECTION}dropin",
+        f"{SECTION}hostkeys",
+        "256 SHA256:abc root@x (ED25519)",
+        "3072 SHA256:def root@x (RSA)",
+        f"{SECTION}others",
+        "/etc/ssh/sshd_config.d/50-cloud-init.conf:1:PasswordAuthentication yes",
+        f"{SECTION}moduli",
+        "31",
+        f"{SECTION}socket",
+        "disabled",
+    ]
+    assert SshdState().process(output) == {
+        "version": (9, 2),
+        "dropin_sha1": None,
+        "hostkeys": {"ED25519": 256, "RSA": 3072},
+        "others": [("/etc/ssh/sshd_config.d/50-cloud-init.conf", 1, "PasswordAuthentication yes")],
+        "weak_moduli": 31,
+        "socket": False,
+    }

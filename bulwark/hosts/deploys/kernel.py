@@ -9,11 +9,11 @@ import io
 from pyinfra import host
 from pyinfra.api import deploy, operation
 from pyinfra.facts.files import Sha1File
-from pyinfra.facts.server import Mounts
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
-from bulwark.hosts.facts import CommandExists
+from bulwark.hosts.facts import CommandExists, TmpfsMounts
+from bulwark.hosts.operations import ConfigFile, config_files, no_setuid, root_only, units_running
 from bulwark.hosts.templates import render
 
 MOUNT_OPTIONS = ("nodev", "nosuid", "noexec")
@@ -21,26 +21,36 @@ TMPFS_PATHS = ("/tmp", "/dev/shm")  # noqa: S108 - these are the mounts we harde
 SUDO_DEFAULTS = "/etc/sudoers.d/bulwark-defaults"
 
 
-@operation()
-def hardened_tmpfs(path: str, size: str):  # type: ignore[no-untyped-def]
-    """Mount `path` as a tmpfs with nodev,nosuid,noexec now and at boot (fstab).
+def tmpfs_line(path: str, size: str) -> str:
+    return f"tmpfs {path} tmpfs rw,{','.join(MOUNT_OPTIONS)},mode=1777,size={size} 0 0"
 
-    + path: /tmp or /dev/shm
+
+@operation()
+def hardened_tmpfs(paths: list[str], size: str):  # type: ignore[no-untyped-def]
+    """Mount each path as a tmpfs with nodev,nosuid,noexec now and at boot (fstab).
+
+    + paths: /tmp, /dev/shm
     + size: tmpfs size (e.g. "25%")
     """
-    line = f"tmpfs {path} tmpfs rw,{','.join(MOUNT_OPTIONS)},mode=1777,size={size} 0 0"
-    yield from files.line._inner(path="/etc/fstab", line=rf"^\S+\s+{path}\s", replace=line)
-    mount = host.get_fact(Mounts).get(path)
-    if mount is None:
-        yield f"mount {path}"
-    elif not set(MOUNT_OPTIONS) <= set(mount.get("options", [])):
-        # A fresh tmpfs over a live /tmp would hide its files from running programs: remount.
-        if mount.get("type") == "tmpfs":
-            yield f"mount -o remount,{','.join(MOUNT_OPTIONS)} {path}"
-        else:
+    state = host.get_fact(TmpfsMounts, paths=paths)
+    done = []
+    for path in paths:
+        found = state.get(path, {"fstab": None, "type": None, "options": []})
+        line = tmpfs_line(path, size)
+        if found["fstab"] != line:
+            yield from files.line._inner(path="/etc/fstab", line=rf"^\S+\s+{path}\s", replace=line)
+        if found["type"] is None:
             yield f"mount {path}"
-    else:
-        host.noop(f"{path} is mounted {','.join(MOUNT_OPTIONS)}")
+        elif not set(MOUNT_OPTIONS) <= set(found["options"]):
+            # A fresh tmpfs over a live /tmp would hide its files from running programs: remount.
+            if found["type"] == "tmpfs":
+                yield f"mount -o remount,{','.join(MOUNT_OPTIONS)} {path}"
+            else:
+                yield f"mount {path}"
+        elif found["fstab"] == line:
+            done.append(path)
+    if done == paths:
+        host.noop(f"{' and '.join(paths)} are mounted {','.join(MOUNT_OPTIONS)}")
 
 
 @operation()
@@ -63,58 +73,54 @@ def sudoers_defaults(content: str):  # type: ignore[no-untyped-def]
 @deploy("Kernel and file system")
 def kernel() -> None:
     conf = current().settings.kernel
-    sysctl = files.put(
-        name="sysctl hardening (dev-sec set)",
-        src=io.StringIO(
-            render("kernel/60-bulwark.conf.j2", routes_or_containers=conf.routes_or_containers)
-        ),
-        dest="/etc/sysctl.d/60-bulwark.conf",
-        mode="644",
-    )
-    server.shell(
-        name="Apply sysctl now",
-        commands=["sysctl -q --system"],
-        _if=sysctl.did_change,
-    )
-    files.put(
-        name="Unused file systems and protocols cannot be loaded",
-        src=io.StringIO(
-            render(
-                "kernel/bulwark-modules.conf.j2",
-                modules=[*conf.disabled_filesystems, *conf.disabled_protocols],
-            )
-        ),
-        dest="/etc/modprobe.d/bulwark-disabled.conf",
-        mode="644",
+    nocore = "# Managed by bulwark: a core dump can hold secrets.\n"
+    config_files(
+        name="sysctl hardening (dev-sec set), unused modules off, no core dumps",
+        files=[
+            ConfigFile(
+                "/etc/sysctl.d/60-bulwark.conf",
+                render(
+                    "kernel/60-bulwark.conf.j2",
+                    routes_or_containers=conf.routes_or_containers,
+                    ipv6_autoconf=conf.ipv6_autoconf,
+                ),
+                then="sysctl -q --system",
+            ),
+            ConfigFile(
+                "/etc/modprobe.d/bulwark-disabled.conf",
+                render(
+                    "kernel/bulwark-modules.conf.j2",
+                    modules=[*conf.disabled_filesystems, *conf.disabled_protocols],
+                ),
+            ),
+            ConfigFile("/etc/security/limits.d/bulwark-nocore.conf", nocore + "* hard core 0\n"),
+            ConfigFile(
+                "/etc/systemd/coredump.conf.d/bulwark.conf",
+                nocore + "[Coredump]\nStorage=none\nProcessSizeMax=0\n",
+            ),
+        ],
     )
     if conf.harden_tmp:
-        for path in TMPFS_PATHS:
-            hardened_tmpfs(name=f"{path} nodev,nosuid,noexec", path=path, size="25%")
-    files.put(
-        name="No core dumps (limits)",
-        src=io.StringIO("# Managed by bulwark: a core dump can hold secrets.\n* hard core 0\n"),
-        dest="/etc/security/limits.d/bulwark-nocore.conf",
-        mode="644",
-    )
-    files.put(
-        name="No core dumps (systemd-coredump)",
-        src=io.StringIO(
-            "# Managed by bulwark: a core dump can hold secrets.\n[Coredump]\n"
-            "Storage=none\nProcessSizeMax=0\n"
-        ),
-        dest="/etc/systemd/coredump.conf.d/bulwark.conf",
-        mode="644",
-        create_remote_dir=True,
-    )
-    if host.get_fact(CommandExists, program="chronyd"):
-        systemd.service(name="Time sync: chrony", service="chrony", running=True, enabled=True)
-    else:
-        systemd.service(
-            name="Time sync: systemd-timesyncd",
-            service="systemd-timesyncd",
-            running=True,
-            enabled=True,
+        hardened_tmpfs(
+            name=f"{' and '.join(TMPFS_PATHS)} nodev,nosuid,noexec",
+            paths=list(TMPFS_PATHS),
+            size="25%",
         )
+    chrony = host.get_fact(CommandExists, program="chronyd")
+    timesync = "chrony.service" if chrony else "systemd-timesyncd.service"
+    units_running(name=f"Time sync: {timesync}", units=[timesync])
+    root_only(
+        name="sshd_config and cron readable by root only",
+        paths={
+            "/etc/ssh/sshd_config": "600",
+            "/etc/crontab": "600",
+            **{f"/etc/cron.{d}": "700" for d in ("hourly", "daily", "weekly", "monthly", "d")},
+        },
+    )
+    no_setuid(
+        name="ssh-keysign is not setuid (host-based authentication is off)",
+        paths=["/usr/lib/openssh/ssh-keysign"],
+    )
     sudoers_defaults(
         name="sudo: a pty for every command, and a log file",
         content=(

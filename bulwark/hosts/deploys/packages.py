@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
 from pyinfra.api import deploy
-from pyinfra.operations import apt, files
 
+from bulwark.hosts.operations import (
+    ConfigFile,
+    config_files,
+    first_run_upgrade,
+    packages_present,
+)
 from bulwark.hosts.templates import render
 
 # Everything the deploys rely on; python3-systemd lets fail2ban read the journal (Debian 12 and
@@ -24,19 +27,14 @@ PACKAGES = (
 
 @deploy("Packages")
 def packages() -> None:
-    files.put(
-        name="apt: wait for the dpkg lock, never prompt",
-        src=io.StringIO(render("apt/80bulwark.j2")),
-        dest="/etc/apt/apt.conf.d/80bulwark",
-        mode="644",
+    config_files(
+        name="apt waits for the dpkg lock and never prompts; needrestart restarts by itself",
+        files=[
+            ConfigFile("/etc/apt/apt.conf.d/80bulwark", render("apt/80bulwark.j2")),
+            ConfigFile(
+                "/etc/needrestart/conf.d/bulwark.conf", render("apt/needrestart-bulwark.conf.j2")
+            ),
+        ],
     )
-    files.put(
-        name="needrestart: restart services automatically, never prompt",
-        src=io.StringIO(render("apt/needrestart-bulwark.conf.j2")),
-        dest="/etc/needrestart/conf.d/bulwark.conf",
-        mode="644",
-        create_remote_dir=True,
-    )
-    apt.update(name="apt update (at most hourly)", cache_time=3600)
-    apt.dist_upgrade(name="Full upgrade")
-    apt.packages(name="Install what hardening needs", packages=list(PACKAGES), no_recommends=True)
+    first_run_upgrade(name="apt update and full upgrade (first run)")
+    packages_present(name="Install what hardening needs", packages=list(PACKAGES))

@@ -18,21 +18,15 @@ from functools import cache
 
 from pyinfra import host
 from pyinfra.api import OperationError, deploy, operation
-from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files, python
 
 from bulwark.errors import BulwarkError
 from bulwark.hosts.bootstrap import proof_from
 from bulwark.hosts.deploys.context import current
-from bulwark.hosts.facts import (
-    OpensshVersion,
-    SshdDropinDirectives,
-    SshHostKeys,
-    SshSocketActivated,
-    WeakModuli,
-)
+from bulwark.hosts.facts import SshdState
 from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.keys import load_key
+from bulwark.hosts.operations import ConfigFile, config_files
 from bulwark.hosts.ssh import Login, connect
 from bulwark.hosts.sshcrypto import MIN_MODULUS_BITS, RSA_HOST_KEY_BITS, crypto_for
 from bulwark.hosts.templates import render
@@ -88,7 +82,8 @@ class SshPlan:
 
 
 def make_plan(conf: HardenSettings, conn: InventoryHost) -> SshPlan:
-    version = host.get_fact(OpensshVersion)
+    state = host.get_fact(SshdState, dropin=DROPIN)
+    version = state["version"]
     if version is None:
         raise OperationError(f"{host.name}: OpenSSH not found (ssh -V)")
     try:
@@ -103,23 +98,21 @@ def make_plan(conf: HardenSettings, conn: InventoryHost) -> SshPlan:
         openssh=f"{version[0]}.{version[1]}",
         required_rsa_size=version >= (9, 1),
     )
-    current = host.get_fact(Sha1File, path=DROPIN)
     wanted = hashlib.sha1(dropin.encode(), usedforsecurity=False).hexdigest()
-    keys = host.get_fact(SshHostKeys)
-    others = host.get_fact(SshdDropinDirectives, exclude=DROPIN)
+    keys = state["hostkeys"]
     return SshPlan(
         dropin=dropin,
-        dropin_changes=current != wanted,
+        dropin_changes=state["dropin_sha1"] != wanted,
         neutralise=tuple(
             (path, number)
-            for path, number, text in others
+            for path, number, text in state["others"]
             if text.split()[0].lower() in managed_keys()
         ),
         remove_host_keys=tuple(sorted(k for k in keys if k not in ("ED25519", "RSA"))),
         regenerate_rsa=keys.get("RSA", 0) < RSA_HOST_KEY_BITS,
-        filter_moduli=host.get_fact(WeakModuli) > 0,
+        filter_moduli=state["weak_moduli"] > 0,
         port_changes=conf.ssh.port != conn.sshd_port,
-        socket_activated=host.get_fact(SshSocketActivated),
+        socket_activated=state["socket"],
     )
 
 
@@ -215,19 +208,15 @@ def confirm_fresh_login(conn: InventoryHost, port: int) -> None:
 def ssh() -> None:
     conn = current()
     conf = conn.settings
-    files.put(
-        name="Install the sshd revert script",
-        src=io.StringIO(render("ssh/bulwark-ssh-revert.sh.j2", backup=BACKUP)),
-        dest=REVERT_SCRIPT,
-        mode="755",
-    )
+    installed = [
+        ConfigFile(REVERT_SCRIPT, render("ssh/bulwark-ssh-revert.sh.j2", backup=BACKUP), mode="755")
+    ]
     if conf.ssh.banner:
-        files.put(
-            name="Pre-login banner",
-            src=io.StringIO(conf.ssh.banner.rstrip("\n") + "\n"),
-            dest="/etc/issue.net",
-            mode="644",
-        )
+        installed.append(ConfigFile("/etc/issue.net", conf.ssh.banner.rstrip("\n") + "\n"))
+    config_files(
+        name="sshd revert script" + (" and pre-login banner" if conf.ssh.banner else ""),
+        files=installed,
+    )
     change = guarded_sshd_change(
         name="Harden sshd (guarded: reverts unless a fresh login confirms)",
         conn=conn,

@@ -3,14 +3,12 @@ daily timers, reboot policy; the run proves that a dry run picks the security or
 
 from __future__ import annotations
 
-import io
-
 from pyinfra import host
 from pyinfra.api import OperationError, deploy
 from pyinfra.facts.server import LinuxDistribution
-from pyinfra.operations import files, server, systemd
 
 from bulwark.hosts.deploys.context import current
+from bulwark.hosts.operations import ConfigFile, config_files, units_running
 from bulwark.hosts.templates import render
 
 
@@ -38,34 +36,31 @@ def security_origin(distro_id: str, codename: str) -> str:
 def updates() -> None:
     conf = current().settings
     distro_id, codename = distro()
-    config = files.put(
-        name=f"unattended-upgrades: {distro_id} security origins",
-        src=io.StringIO(
-            render(
-                "apt/50unattended-upgrades.j2",
-                distro_id=distro_id,
-                codename=codename,
-                updates=conf.updates,
-            )
-        ),
-        dest="/etc/apt/apt.conf.d/50unattended-upgrades",
-        mode="644",
-    )
-    periodic = files.put(
-        name="apt periodic: update lists and upgrade daily",
-        src=io.StringIO(render("apt/20auto-upgrades.j2")),
-        dest="/etc/apt/apt.conf.d/20auto-upgrades",
-        mode="644",
-    )
-    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
-        systemd.service(name=f"{timer} enabled", service=timer, running=True, enabled=True)
     origin = security_origin(distro_id, codename)
-    server.shell(
-        name="A dry run of unattended-upgrade picks the security origin",
-        commands=[
-            "unattended-upgrade --dry-run -d 2>&1 | grep -F 'Allowed origins are:' "
-            f"| grep -qF '{origin}' || {{ echo 'unattended-upgrade would not use {origin}' >&2; "
-            "exit 1; }"
+    check = (
+        "unattended-upgrade --dry-run -d 2>&1 | grep -F 'Allowed origins are:' "
+        f"| grep -qF '{origin}' || {{ echo 'unattended-upgrade would not use {origin}' >&2; "
+        "exit 1; }"
+    )
+    config_files(
+        name=f"unattended-upgrades with {distro_id} security origins, daily; checked by a dry run",
+        files=[
+            ConfigFile(
+                "/etc/apt/apt.conf.d/50unattended-upgrades",
+                render(
+                    "apt/50unattended-upgrades.j2",
+                    distro_id=distro_id,
+                    codename=codename,
+                    updates=conf.updates,
+                ),
+                then=check,
+            ),
+            ConfigFile(
+                "/etc/apt/apt.conf.d/20auto-upgrades", render("apt/20auto-upgrades.j2"), then=check
+            ),
         ],
-        _if=[lambda: config.did_change() or periodic.did_change()],
+    )
+    units_running(
+        name="apt timers enabled: lists daily, upgrades daily",
+        units=["apt-daily.timer", "apt-daily-upgrade.timer"],
     )

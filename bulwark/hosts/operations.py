@@ -1,0 +1,159 @@
+"""pyinfra operations bulwark's deploys share. Each reads ONE batched fact (bulwark/hosts/facts.py)
+for everything it compares, so an idempotent re-run costs a handful of remote commands rather
+than three per file (pyinfra's files.put reads File, Directory and Sha1File every time)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shlex
+from dataclasses import dataclass
+
+from pyinfra import host
+from pyinfra.api import operation
+from pyinfra.facts.apt import noninteractive_apt
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import apt
+from pyinfra.operations import files as pyfiles
+
+from bulwark.hosts.facts import (
+    APT_LISTS_STAMP,
+    UPGRADED_STAMP,
+    FileStates,
+    FirstUpgrade,
+    PathModes,
+    UnitStates,
+)
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A file bulwark owns on the host, and what to run once after it changes."""
+
+    dest: str
+    content: str
+    mode: str = "644"
+    user: str = "root"
+    group: str = "root"
+    then: str | None = None
+
+    @property
+    def state(self) -> str:
+        """As FileStates reports a file that is exactly as wanted."""
+        sha1 = hashlib.sha1(self.content.encode(), usedforsecurity=False).hexdigest()
+        return f"{self.mode.lstrip('0') or '0'}:{self.user}:{self.group}:{sha1}"
+
+
+@operation()
+def config_files(files: list[ConfigFile]):  # type: ignore[no-untyped-def]
+    """Put each file in place when its content, mode or owner differ; then run, once each, the
+    follow-up commands of the files that changed.
+
+    + files: the files, in the order they are written
+    """
+    states = host.get_fact(FileStates, paths=[f.dest for f in files])
+    follow_ups: list[str] = []
+    changed = 0
+    for f in files:
+        if states.get(f.dest) == f.state:
+            continue
+        changed += 1
+        yield from pyfiles.put._inner(
+            src=io.StringIO(f.content),
+            dest=f.dest,
+            user=f.user,
+            group=f.group,
+            mode=f.mode,
+            create_remote_dir=True,
+        )
+        if f.then and f.then not in follow_ups:
+            follow_ups.append(f.then)
+    yield from follow_ups
+    if not changed:
+        host.noop(f"{len(files)} files are already in place")
+
+
+@operation()
+def first_run_upgrade():  # type: ignore[no-untyped-def]
+    """On a host bulwark has not upgraded yet: refresh the apt lists and upgrade everything.
+    Later runs leave upgrades to unattended-upgrades (security, daily) and to the operator, so a
+    re-run changes nothing and never waits on apt."""
+    done_at = host.get_fact(FirstUpgrade)
+    if done_at:
+        host.noop(f"first full upgrade done {done_at}; unattended-upgrades keeps up since")
+        return
+    # apt's periodic hook writes this stamp, `apt-get update` does not: touch it ourselves.
+    yield f"apt-get update && touch {APT_LISTS_STAMP}"
+    yield noninteractive_apt("dist-upgrade")
+    yield f"install -d -m 711 {shlex.quote(UPGRADED_STAMP.rsplit('/', 1)[0])}"
+    yield f"touch {UPGRADED_STAMP}"
+
+
+@operation()
+def packages_present(packages: list[str], cache_time: int = 3600):  # type: ignore[no-untyped-def]
+    """Install missing packages (without recommends), refreshing apt lists older than
+    `cache_time` first - only when something is missing, so a converged host is never touched.
+
+    + packages: Debian package names
+    + cache_time: seconds the apt lists count as fresh
+    """
+    installed = host.get_fact(DebPackages)
+    missing = [p for p in packages if p not in installed]
+    if not missing:
+        host.noop(f"{len(packages)} packages are installed")
+        return
+    yield from apt.update._inner(cache_time=cache_time)
+    yield from apt.packages._inner(packages=missing, no_recommends=True)
+
+
+@operation()
+def units_running(units: list[str]):  # type: ignore[no-untyped-def]
+    """Enable and start systemd units that are not enabled or not active.
+
+    + units: unit names, e.g. "apt-daily.timer"
+    """
+    states = host.get_fact(UnitStates, units=units)
+    todo = [u for u in units if states.get(u) != (True, True)]
+    for unit in todo:
+        yield f"systemctl enable --now {shlex.quote(unit)}"
+    if not todo:
+        host.noop(f"{', '.join(units)} enabled and active")
+
+
+@operation()
+def root_only(paths: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Make existing paths owned by root:root with the given mode; absent paths are left absent.
+
+    + paths: path -> octal mode, e.g. {"/etc/crontab": "600"}
+    """
+    states = host.get_fact(PathModes, paths=list(paths))
+    todo = 0
+    for path, mode in paths.items():
+        state = states.get(path)
+        if state is not None and state != f"{mode}:root:root":
+            todo += 1
+            yield f"chown root:root {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}"
+    if not todo:
+        host.noop(f"{len(paths)} paths are root's only (or absent)")
+
+
+@operation()
+def no_setuid(paths: list[str]):  # type: ignore[no-untyped-def]
+    """Drop the setuid/setgid bits of existing programs, durably: a dpkg-statoverride keeps
+    package upgrades from putting them back.
+
+    + paths: programs that must not run with raised privileges
+    """
+    states = host.get_fact(PathModes, paths=paths)
+    todo = 0
+    for path in paths:
+        state = states.get(path)
+        if state is not None and len(state.split(":")[0]) == 4 and state[0] in "2467":
+            todo += 1
+            quoted = shlex.quote(path)
+            yield (
+                f"dpkg-statoverride --update --force-statoverride-add --add root root 0755 "
+                f"{quoted} 2>/dev/null || chmod u-s,g-s {quoted}"
+            )
+    if not todo:
+        host.noop(f"no setuid/setgid bit on {', '.join(paths)}")

@@ -1,0 +1,75 @@
+"""Verification results: per control pass / fail / not-applicable / error, per host, and the JSON
+shape the audit report reads for hosts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Status = Literal["pass", "fail", "not-applicable", "error"]
+SCHEMA = "bulwark.verify/v1"
+
+
+class ControlResult(BaseModel):
+    id: str
+    title: str
+    family: str
+    status: Status
+    rationale: str
+    references: dict[str, object]
+    evidence: str | None = None  # what the host showed, on failure
+    reason: str | None = None  # why not applicable, or what broke on error
+    seconds: float = 0.0
+
+
+class HostResult(BaseModel):
+    host: str
+    controls: list[ControlResult] = Field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {"pass": 0, "fail": 0, "not-applicable": 0, "error": 0}
+        for result in self.controls:
+            counts[result.status] += 1
+        return counts
+
+    @property
+    def ok(self) -> bool:
+        summary = self.summary
+        return summary["fail"] == 0 and summary["error"] == 0
+
+
+class Report(BaseModel):
+    schema_: str = Field(default=SCHEMA, alias="schema")
+    tool: str = "bulwark verify"
+    generated_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+    hosts: list[HostResult] = Field(default_factory=list)
+
+    model_config = {"populate_by_name": True}
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.hosts) and all(h.ok for h in self.hosts)
+
+    def host(self, name: str) -> HostResult:
+        for h in self.hosts:
+            if h.host == name:
+                return h
+        raise KeyError(name)
+
+    def to_json(self) -> str:
+        data = self.model_dump(by_alias=True)
+        for host, result in zip(data["hosts"], self.hosts, strict=True):
+            host["summary"] = result.summary
+        return json.dumps(data, indent=2)
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.to_json() + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> Report:
+        return cls.model_validate_json(path.read_text())

@@ -1,0 +1,259 @@
+"""A read-only view of one host, read in ONE remote command (a snapshot of every source the
+controls need), parsed into query methods. One round trip keeps the suite fast over a single
+reused SSH connection; the parsers are pure and tested on recorded output."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+MARK = "@@bulwark-verify "
+# Users whose effective sshd config is read: root, the deploy user, and one that does not exist
+# (Match blocks can differ per user; an unknown user must get the strictest answer too).
+UNKNOWN_USER = "bulwark-nobody"
+SSHD_T_ADDR = "198.51.100.7"  # TEST-NET-2: a client address no Match Address block trusts
+
+
+def snapshot_parts(users: list[str]) -> dict[str, str]:
+    """Every source the controls read: name -> shell command (run as root)."""
+    parts = {
+        f"sshd:{user}": f"sshd -T -C user={user},host=bulwark-verify,addr={SSHD_T_ADDR} 2>&1"
+        for user in users
+    }
+    stats = (
+        "/etc/ssh /etc/ssh/sshd_config /etc/shadow /etc/passwd /etc/group /etc/login.defs "
+        "/var/log /etc/crontab /etc/cron.hourly /etc/cron.daily /etc/cron.weekly "
+        "/etc/cron.monthly /etc/cron.d /etc/hosts.equiv /etc/sudoers /var/log/journal"
+    )
+    parts |= {
+        "os-release": "cat /etc/os-release",
+        "kernel": "uname -r",
+        "openssh": "ssh -V 2>&1",
+        "sshd-procs": "ps -o args= -C sshd",
+        "hostkeys": (
+            "for f in $(sshd -T 2>/dev/null | awk '$1==\"hostkey\"{print $2}'); do "
+            'ssh-keygen -l -f "$f.pub" 2>/dev/null || echo "missing $f"; done'
+        ),
+        "moduli": "awk '$1 !~ /^#/ {print $5}' /etc/ssh/moduli 2>/dev/null | sort -n | head -1",
+        "sysctl": "sysctl -a 2>/dev/null",
+        "mounts": "cat /proc/mounts",
+        "ufw": "ufw status verbose 2>&1",
+        "fail2ban": "fail2ban-client status 2>&1",
+        "fail2ban-port": "fail2ban-client get sshd action ufw port 2>&1",
+        "fail2ban-dump": "fail2ban-client -d 2>/dev/null | grep -E \"^\\['(set|add)', 'sshd'\"",
+        "units": (
+            "for u in fail2ban ufw unattended-upgrades apt-daily.timer apt-daily-upgrade.timer "
+            "systemd-timesyncd chrony ntp ntpsec openntpd auditd; do "
+            'echo "$u $(systemctl is-enabled $u 2>/dev/null || echo absent) '
+            '$(systemctl is-active $u 2>/dev/null || true)"; done'
+        ),
+        "apt-config": "apt-config dump 2>/dev/null | grep -E '^(Unattended-Upgrade|APT::Periodic)'",
+        "apt-policy": "apt-cache policy 2>/dev/null | grep -E '^ +release '",
+        "time": "date +%s; timedatectl show -p NTP -p NTPSynchronized 2>/dev/null",
+        "sudoers": "cat /etc/sudoers /etc/sudoers.d/* 2>/dev/null | grep -vE '^\\s*(#[^i]|$)'",
+        "visudo": "visudo -c >/dev/null 2>&1 && echo ok || echo failed",
+        "shadow": 'awk -F: \'{print $1":"substr($2,1,1)":"length($2)}\' /etc/shadow',
+        "passwd": "cat /etc/passwd",
+        "group": "cat /etc/group",
+        "login.defs": "grep -vE '^\\s*(#|$)' /etc/login.defs",
+        "stat": f"stat -c '%n %a %U %G %F' {stats} 2>/dev/null",
+        "authkeys": (
+            # Accounts with a login shell (listed in /etc/shells) and their key files.
+            'awk -F: \'{print $1":"$6":"$7}\' /etc/passwd | while IFS=: read -r u h s; do '
+            'grep -qxF "$s" /etc/shells || continue; for f in "$h" "$h/.ssh" '
+            '"$h/.ssh/authorized_keys" "$h/.ssh/authorized_keys2"; do [ -e "$f" ] && '
+            'echo "$u $(stat -c \'%a %U\' "$f") $f"; done; done'
+        ),
+        "listen": "ss -Htulpn 2>/dev/null",
+        "suid": ("find / -xdev \\( -perm -4000 -o -perm -2000 \\) -type f 2>/dev/null"),
+        "rhosts": (
+            "find / -maxdepth 3 \\( -iname .rhosts -o -iname .netrc -o -iname .shosts \\) "
+            "2>/dev/null"
+        ),
+        "modprobe": (
+            "for m in cramfs freevxfs jffs2 hfs hfsplus squashfs udf vfat usb-storage dccp sctp "
+            'rds tipc; do echo "$m $(modprobe -n -v $m 2>&1 | tail -1)"; done'
+        ),
+        "lsmod": "cut -d' ' -f1 /proc/modules",
+        "cpu-vulns": "grep -H . /sys/devices/system/cpu/vulnerabilities/* 2>/dev/null",
+        "entropy": "cat /proc/sys/kernel/random/entropy_avail",
+        "cpu-flags": "grep -m1 '^flags' /proc/cpuinfo",
+        "packages": "dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' 2>/dev/null",
+        "path-root": "sh -lc 'echo $PATH' 2>/dev/null",
+        "coredump": "cat /etc/systemd/coredump.conf /etc/systemd/coredump.conf.d/*.conf "
+        "2>/dev/null | grep -vE '^\\s*(#|$)'; ulimit -Hc",
+        "limits": "cat /etc/security/limits.conf /etc/security/limits.d/*.conf 2>/dev/null "
+        "| grep -vE '^\\s*(#|$)'",
+    }
+    return parts
+
+
+def snapshot_command(parts: dict[str, str]) -> str:
+    return "; ".join(f"echo '{MARK}{name}'; {{ {cmd}; }}" for name, cmd in parts.items())
+
+
+def split_snapshot(stdout: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in stdout.splitlines():
+        if line.startswith(MARK):
+            current = found.setdefault(line.removeprefix(MARK).strip(), [])
+        elif current is not None:
+            current.append(line)
+    return found
+
+
+def parse_sshd_t(lines: list[str]) -> dict[str, list[str]]:
+    """`sshd -T` output: keyword (lower case) -> values, in order (repeatable keys keep all)."""
+    config: dict[str, list[str]] = {}
+    for line in lines:
+        key, _, value = line.strip().partition(" ")
+        if key and re.fullmatch(r"[a-z0-9]+", key):
+            config.setdefault(key, []).append(value)
+    return config
+
+
+@dataclass(frozen=True)
+class UfwRule:
+    to: str  # "22/tcp", "5432/tcp"
+    action: str  # "ALLOW IN", "LIMIT IN", "DENY IN"
+    source: str  # "Anywhere", "10.0.0.0/8"
+    v6: bool
+
+
+def parse_ufw(lines: list[str]) -> dict[str, Any]:
+    """`ufw status verbose`: active, default policies, logging, and the rule table."""
+    state: dict[str, Any] = {"active": False, "incoming": None, "outgoing": None}
+    state |= {"logging": None, "rules": []}
+    table = False
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith("Status:"):
+            state["active"] = line.split(":", 1)[1].strip() == "active"
+        elif line.startswith("Default:"):
+            match = re.search(r"(\w+) \(incoming\), (\w+) \(outgoing\)", line)
+            if match:
+                state["incoming"], state["outgoing"] = match.groups()
+        elif line.startswith("Logging:"):
+            state["logging"] = line.split(":", 1)[1].strip()
+        elif line.startswith("--"):
+            table = True
+        elif table and line:
+            match = re.match(
+                r"^(?P<to>\S+(?: \(v6\))?)\s+"
+                r"(?P<action>(?:ALLOW|DENY|LIMIT|REJECT)(?: IN| OUT| FWD)?)\s+(?P<src>.+?)$",
+                line,
+            )
+            if match:
+                to = match["to"]
+                v6 = to.endswith("(v6)") or match["src"].endswith("(v6)")
+                state["rules"].append(
+                    UfwRule(
+                        to=to.removesuffix(" (v6)"),
+                        action=match["action"],
+                        source=match["src"].removesuffix(" (v6)"),
+                        v6=v6,
+                    )
+                )
+    return state
+
+
+class HostState:
+    """Everything the controls read from one host, fetched once (lazily) and parsed on demand."""
+
+    def __init__(self, host: Any, deploy_user: str) -> None:
+        self.host = host
+        self.deploy_user = deploy_user
+        self.users = ["root", deploy_user, UNKNOWN_USER]
+        self.read_at = 0.0  # the controller's clock when the snapshot was requested
+
+    @cached_property
+    def raw(self) -> dict[str, list[str]]:
+        command = snapshot_command(snapshot_parts(self.users))
+        self.read_at = time.time()
+        result = self.host.run("sh -c %s", command)
+        return split_snapshot(result.stdout)
+
+    def lines(self, part: str) -> list[str]:
+        return self.raw.get(part, [])
+
+    def text(self, part: str) -> str:
+        return "\n".join(self.lines(part))
+
+    def sshd(self, user: str | None = None) -> dict[str, list[str]]:
+        return parse_sshd_t(self.lines(f"sshd:{user or self.deploy_user}"))
+
+    def sshd_value(self, key: str, user: str | None = None) -> str:
+        values = self.sshd(user).get(key.lower(), [])
+        return " ".join(values) if values else "(unset)"
+
+    @cached_property
+    def sysctl(self) -> dict[str, str]:
+        found = {}
+        for line in self.lines("sysctl"):
+            key, sep, value = line.partition(" = ")
+            if sep:
+                found[key.strip()] = value.strip()
+        return found
+
+    @cached_property
+    def mounts(self) -> dict[str, tuple[str, list[str]]]:
+        found = {}
+        for line in self.lines("mounts"):
+            fields = line.split()
+            if len(fields) >= 4:
+                found[fields[1]] = (fields[2], fields[3].split(","))
+        return found
+
+    @cached_property
+    def ufw(self) -> dict[str, Any]:
+        return parse_ufw(self.lines("ufw"))
+
+    @cached_property
+    def units(self) -> dict[str, tuple[str, str]]:
+        found = {}
+        for line in self.lines("units"):
+            name, *rest = line.split()
+            found[name] = (rest[0] if rest else "absent", rest[1] if len(rest) > 1 else "")
+        return found
+
+    @cached_property
+    def stats(self) -> dict[str, tuple[str, str, str, str]]:
+        """path -> (mode, user, group, type)"""
+        found = {}
+        for line in self.lines("stat"):
+            path, mode, user, group, kind = line.split(" ", 4)
+            found[path] = (mode, user, group, kind)
+        return found
+
+    @cached_property
+    def os_release(self) -> dict[str, str]:
+        found = {}
+        for line in self.lines("os-release"):
+            key, sep, value = line.partition("=")
+            if sep:
+                found[key] = value.strip().strip('"')
+        return found
+
+    @cached_property
+    def installed(self) -> set[str]:
+        return {
+            line.split()[-1].split(":")[0]
+            for line in self.lines("packages")
+            if line.startswith("ii")
+        }
+
+    @cached_property
+    def login_defs(self) -> dict[str, str]:
+        found = {}
+        for line in self.lines("login.defs"):
+            key, *value = line.split()
+            found[key] = " ".join(value)
+        return found
+
+    def quote(self, text: str) -> str:
+        return shlex.quote(text)

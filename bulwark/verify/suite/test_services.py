@@ -1,0 +1,221 @@
+"""The services that guard the host: UFW, fail2ban, unattended-upgrades, time sync. Each is read
+through its own tools (`ufw status`, `fail2ban-client`, `apt-config`, `apt-cache policy`)."""
+
+from __future__ import annotations
+
+import re
+
+from bulwark.settings.hosts import HardenSettings
+from bulwark.verify.controls import control
+from bulwark.verify.state import HostState, UfwRule
+
+
+def declared_rules(expected: HardenSettings) -> set[tuple[str, str, str]]:
+    """(to, action, source) as `ufw status` prints the declared rules."""
+    ssh_action = "LIMIT IN" if expected.firewall.ssh_rate_limit else "ALLOW IN"
+    rules = {
+        (f"{expected.ssh.port}/tcp", ssh_action, _source(s)) for s in expected.firewall.ssh_sources
+    }
+    for rule in expected.firewall.allow:
+        rules |= {(f"{rule.port}/{rule.proto}", "ALLOW IN", _source(s)) for s in rule.sources}
+    return rules
+
+
+def _source(source: str) -> str:
+    return "Anywhere" if source == "any" else source
+
+
+def _as_rule(rule: UfwRule) -> tuple[str, str, str]:
+    return (rule.to, rule.action, rule.source)
+
+
+@control(
+    "ufw-active",
+    "UFW is active: deny incoming, allow outgoing, logging on",
+    rationale="Anything not declared must not be reachable, even if a service starts listening.",
+    cis="4.2",
+)
+def test_ufw_active(state: HostState) -> None:
+    ufw = state.ufw
+    assert ufw["active"], f"ufw status: {state.text('ufw').splitlines()[:1] or ['no output']}"
+    assert ufw["incoming"] == "deny", f"default incoming policy {ufw['incoming']}"
+    assert ufw["outgoing"] == "allow", f"default outgoing policy {ufw['outgoing']}"
+    assert ufw["logging"] and not ufw["logging"].startswith("off"), f"logging {ufw['logging']}"
+    enabled, _ = state.units.get("ufw", ("absent", ""))
+    assert enabled == "enabled", f"ufw.service is {enabled}: the firewall is gone after a reboot"
+
+
+@control(
+    "ufw-declared-ports",
+    "UFW allows exactly the declared ports from the declared sources (IPv4 and IPv6)",
+    rationale="A port opened by hand and forgotten is how hosts get breached.",
+    cis="4.2",
+)
+def test_ufw_declared_ports(state: HostState, expected: HardenSettings) -> None:
+    rules = state.ufw["rules"]
+    v4 = {_as_rule(r) for r in rules if not r.v6 and r.action.endswith("IN")}
+    wanted = declared_rules(expected)
+    extra, missing = v4 - wanted, wanted - v4
+    assert not extra and not missing, (
+        f"ufw allows {sorted(extra) or 'nothing extra'}; missing {sorted(missing) or 'nothing'}"
+    )
+    if expected.firewall.ipv6:
+        v6 = {_as_rule(r) for r in rules if r.v6 and r.action.endswith("IN")}
+        wanted6 = {w for w in wanted if w[2] == "Anywhere"}
+        assert v6 == wanted6, f"IPv6 rules {sorted(v6)}; want {sorted(wanted6)}"
+
+
+def _jail_dump(state: HostState) -> list[list[str]]:
+    rows = []
+    for line in state.lines("fail2ban-dump"):
+        rows.append(re.findall(r"'([^']*)'", line))
+    return rows
+
+
+@control(
+    "fail2ban-active",
+    "fail2ban runs, starts at boot, and has the sshd jail loaded",
+    rationale="A fail2ban that died on a missing log file protects nothing, silently.",
+)
+def test_fail2ban_active(state: HostState) -> None:
+    enabled, active = state.units.get("fail2ban", ("absent", ""))
+    assert active == "active", f"fail2ban.service is {active or enabled}"
+    assert enabled == "enabled", f"fail2ban.service is {enabled} at boot"
+    status = state.text("fail2ban")
+    assert re.search(r"Jail list:.*\bsshd\b", status), f"fail2ban-client status: {status}"
+
+
+@control(
+    "fail2ban-sshd-jail",
+    "The sshd jail reads the journal, watches the real SSH port and bans through UFW",
+    rationale="Debian 12 has no auth.log; a jail on the wrong port or backend never bans.",
+)
+def test_fail2ban_sshd_jail(state: HostState, expected: HardenSettings) -> None:
+    dump = _jail_dump(state)
+    assert dump, "fail2ban-client -d shows no sshd jail"
+    backend = [row[2] for row in dump if row[:2] == ["add", "sshd"] and len(row) > 2]
+    assert backend and backend[0].startswith("systemd"), f"sshd jail backend {backend or '?'}"
+    journal = [row for row in dump if len(row) > 2 and row[2] == "addjournalmatch"]
+    assert journal, "the sshd jail has no journal match: it reads no sshd messages"
+    actions = [row[3] for row in dump if len(row) > 3 and row[2] == "addaction"]
+    assert "ufw" in actions, f"sshd jail actions {actions}: bans would not reach the firewall"
+    ports = state.text("fail2ban-port").strip()
+    names = {str(expected.ssh.port)} | ({"ssh"} if expected.ssh.port == 22 else set())
+    assert set(ports.split(",")) & names, (
+        f"the sshd jail bans port {ports}; sshd listens on {expected.ssh.port}"
+    )
+
+
+@control(
+    "fail2ban-recidive",
+    "Repeat offenders are banned for longer (recidive jail) when declared",
+    rationale="A scanner that waits out a short ban comes back; recidive keeps it out.",
+)
+def test_fail2ban_recidive(state: HostState, expected: HardenSettings) -> None:
+    loaded = "recidive" in state.text("fail2ban")
+    assert loaded == expected.fail2ban.recidive, (
+        f"recidive jail {'loaded' if loaded else 'absent'}; declared {expected.fail2ban.recidive}"
+    )
+
+
+def apt_config(state: HostState) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in state.lines("apt-config"):
+        match = re.match(r'^(\S+?)(?:::)? "(.*)";$', line.strip())
+        if match:
+            found.setdefault(match[1].rstrip(":"), []).append(match[2])
+    return found
+
+
+def origin_matches(pattern: str, release: dict[str, str], distro: dict[str, str]) -> bool:
+    """unattended-upgrades' Origins-Pattern match: every key=value must equal the release's."""
+    for part in pattern.split(","):
+        key, _, value = part.partition("=")
+        value = value.replace("${distro_id}", distro["id"]).replace(
+            "${distro_codename}", distro["codename"]
+        )
+        names = {"origin": "o", "codename": "n", "label": "l", "archive": "a", "suite": "a"}
+        if release.get(names.get(key, key)) != value:
+            return False
+    return True
+
+
+def allowed_origin_matches(entry: str, release: dict[str, str], distro: dict[str, str]) -> bool:
+    """Allowed-Origins "origin:archive" form (Ubuntu's). unattended-upgrades compares the archive
+    (suite) only: on Debian the security suite is "stable-security", so a codename-based line
+    ("Debian:bookworm-security") matches nothing - the pitfall this control exists for."""
+    origin, _, archive = (
+        entry.replace("${distro_id}", distro["id"])
+        .replace("${distro_codename}", distro["codename"])
+        .partition(":")
+    )
+    return release.get("o") == origin and release.get("a") == archive
+
+
+@control(
+    "updates-unattended",
+    "unattended-upgrades is installed and runs daily",
+    rationale="Security updates nobody installs protect nobody.",
+)
+def test_updates_unattended(state: HostState) -> None:
+    assert "unattended-upgrades" in state.installed, "unattended-upgrades is not installed"
+    conf = apt_config(state)
+    for key in ("APT::Periodic::Update-Package-Lists", "APT::Periodic::Unattended-Upgrade"):
+        value = (conf.get(key) or ["0"])[-1]
+        assert value not in ("0", ""), f"{key} is {value}: apt never runs it"
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+        enabled, active = state.units.get(timer, ("absent", ""))
+        assert (enabled, active) == ("enabled", "active"), f"{timer} is {enabled}/{active}"
+
+
+@control(
+    "updates-security-origin",
+    "unattended-upgrades would install from the distro's security archive",
+    rationale="Ubuntu-style origins on Debian match nothing: hosts silently go unpatched.",
+)
+def test_updates_security_origin(state: HostState) -> None:
+    release = state.os_release
+    distro = {
+        "id": release.get("ID", "").capitalize(),
+        "codename": release.get("VERSION_CODENAME", ""),
+    }
+    security = []
+    for line in state.lines("apt-policy"):
+        fields = dict(
+            part.split("=", 1) for part in line.split(None, 1)[-1].split(",") if "=" in part
+        )
+        if fields.get("n", "").endswith("-security") or fields.get("a", "").endswith("-security"):
+            security.append(fields)
+    assert security, "apt has no security archive among its sources"
+    conf = apt_config(state)
+    patterns = conf.get("Unattended-Upgrade::Origins-Pattern", [])
+    allowed = conf.get("Unattended-Upgrade::Allowed-Origins", [])
+    matched = [
+        rel
+        for rel in security
+        if any(origin_matches(p, rel, distro) for p in patterns)
+        or any(allowed_origin_matches(a, rel, distro) for a in allowed)
+    ]
+    assert matched, (
+        f"no configured origin ({patterns + allowed or 'none'}) matches the security archive "
+        f"{security[0]}"
+    )
+
+
+@control(
+    "time-sync",
+    "Exactly one time sync daemon runs and the clock agrees with the controller's",
+    rationale="Logs, TLS and TOTP all depend on the time; two daemons fight each other.",
+)
+def test_time_sync(state: HostState) -> None:
+    daemons = [
+        name
+        for name in ("systemd-timesyncd", "chrony", "ntp", "ntpsec", "openntpd")
+        if state.units.get(name, ("absent", ""))[1] == "active"
+    ]
+    assert len(daemons) == 1, f"time sync daemons running: {daemons or 'none'}"
+    lines = state.lines("time")
+    host_time = int(lines[0]) if lines and lines[0].strip().isdigit() else 0
+    # The host read its clock within seconds of the controller starting the snapshot.
+    offset = host_time - state.read_at
+    assert abs(offset) < 15, f"the host's clock is {offset:+.0f} s off the controller's"

@@ -1,0 +1,227 @@
+"""`bulwark verify` on a real lab VPS: fresh (fails what it should, with evidence), hardened
+(passes everything applicable, the brute-force probe included), then broken on purpose in every
+control family (verification catches each), and an impostor host key (refused). One VM, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bulwark.hosts.bootstrap import TrustStore, bootstrap
+from bulwark.hosts.keys import KeyPair, ensure_key
+from bulwark.hosts.ssh import Login, connect
+from bulwark.lab.pytest_plugin import Boot
+from bulwark.lab.vm import LabVM
+from bulwark.settings.hosts import DeployUser
+from tests.lab import helpers
+
+PROBE_PORT = 8080  # bulwark.verify.suite.test_probes listens here to prove UFW drops it
+SETTINGS: dict[str, Any] = {
+    # Lab connections all come from qemu's 10.0.2.2: keep the tests' quick logins clear of UFW's
+    # rate limit, and let the operator's own address be ignored by fail2ban (the ban probe lifts
+    # that for its run, as it would for a real operator).
+    "firewall": {"ssh_rate_limit": False},
+    "fail2ban": {"ignoreip": ["10.0.2.2"], "recidive": False},
+}
+
+
+@pytest.fixture(scope="module")
+def vm(lab_vms: Boot) -> LabVM:
+    return lab_vms(distro="bookworm", forwards=(PROBE_PORT,))
+
+
+def verify(*args: str | Path, out: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`bulwark verify` as an operator runs it; returns the process and its JSON results."""
+    exe = Path(sys.executable).with_name("bulwark")
+    done = subprocess.run(
+        [str(exe), "verify", *map(str, args), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert out.is_file(), f"no results written:\n{done.stdout}\n{done.stderr}"
+    return done, json.loads(out.read_text())
+
+
+def statuses(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (host,) = results["hosts"]
+    return {c["id"]: c for c in host["controls"]}
+
+
+def failing(results: dict[str, Any]) -> set[str]:
+    return {cid for cid, c in statuses(results).items() if c["status"] in ("fail", "error")}
+
+
+def test_a_fresh_vps_fails_what_it_should(vm: LabVM, tmp_path: Path) -> None:
+    # The operator's first contact pins the host key (trust on first use), as bootstrap would.
+    with connect(vm.target, vm.root_login(), TrustStore(vm.directory).known_hosts):
+        pass
+    done, results = verify(
+        f"root@127.0.0.1:{vm.target.port}",
+        "--key",
+        vm.root_key_path,
+        "--known-hosts",
+        vm.known_hosts,
+        out=tmp_path / "fresh.json",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    expected = {
+        "ssh-permit-root-login",
+        "ssh-password-authentication",
+        "ssh-allow-users",
+        "ufw-active",
+        "fail2ban-active",
+        "updates-unattended",
+        "fs-tmp-mounts",
+        "sysctl-accept-redirects",
+        "os-sudo",
+        "probe-root-login-refused",
+        "probe-no-password-methods",
+    }
+    controls = statuses(results)
+    assert expected <= failing(results), sorted(expected - failing(results))
+    for cid in failing(results):
+        assert controls[cid]["evidence"] or controls[cid]["reason"], f"{cid} has no evidence"
+    # From outside: root gets in with the provider's key, and passwords are on offer.
+    assert "root logged in" in controls["probe-root-login-refused"]["evidence"]
+    assert "password" in controls["probe-no-password-methods"]["evidence"]
+    assert controls["trust-host-key-pinned"]["status"] == "pass"
+
+
+@pytest.fixture(scope="module")
+def inventory(vm: LabVM) -> Path:
+    key, _ = ensure_key(vm.directory / "operator_ed25519")
+    bootstrap(vm.target, vm.root_login(), DeployUser(), key, TrustStore(vm.directory))
+    inv = helpers.inventory(vm, key, SETTINGS)
+    done = helpers.harden(inv)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    return inv
+
+
+@pytest.fixture(scope="module")
+def operator(vm: LabVM, inventory: Path) -> KeyPair:
+    key, _ = ensure_key(vm.directory / "operator_ed25519")
+    return key
+
+
+def test_a_hardened_vps_passes_everything_applicable(
+    vm: LabVM, inventory: Path, tmp_path: Path
+) -> None:
+    junit = tmp_path / "verify.xml"
+    done, results = verify(
+        inventory,
+        "--probe-key",
+        vm.root_key_path,
+        "--ban-probe",
+        "--junit",
+        junit,
+        out=tmp_path / "hardened.json",
+    )
+    controls = statuses(results)
+    assert done.returncode == 0, (done.stdout, {c: controls[c] for c in failing(results)})
+    assert not failing(results)
+    assert controls["probe-fail2ban-bans"]["status"] == "pass"  # opted in: it ran
+    assert len(controls) >= 100
+    na = {cid: c["reason"] for cid, c in controls.items() if c["status"] == "not-applicable"}
+    assert all(na.values()), na  # every not-applicable says why
+    assert "testcase" in junit.read_text()
+    # Every control names its references and family; the summary adds up.
+    (host,) = results["hosts"]
+    assert sum(host["summary"].values()) == len(controls)
+    assert all("devsec" in c["references"] for c in controls.values())
+
+
+BREAKS = [
+    # sshd: a drop-in that sorts BEFORE 00-bulwark.conf wins (sshd keeps the first value), and a
+    # Match block only `sshd -T -C user=...` sees.
+    "printf 'PermitRootLogin yes\\nPasswordAuthentication yes\\n"
+    "AuthenticationMethods publickey password\\n"
+    "AllowUsers deploy root\\n' > /etc/ssh/sshd_config.d/000-break.conf",
+    "printf '\\nMatch User deploy\\n    AllowTcpForwarding yes\\n' >> /etc/ssh/sshd_config",
+    "systemctl reload ssh",
+    # firewall: a port opened by hand
+    "ufw allow 8080/tcp >/dev/null",
+    # fail2ban: stopped
+    "systemctl stop fail2ban",
+    # updates: Ubuntu-style origins on Debian (they match nothing)
+    "printf '#clear Unattended-Upgrade::Origins-Pattern;\\nUnattended-Upgrade::Allowed-Origins "
+    '{ "${distro_id}:${distro_codename}-security"; };\\n\' > /etc/apt/apt.conf.d/99break',
+    # kernel and file system
+    "sysctl -qw net.ipv4.conf.all.accept_redirects=1",
+    "mount -o remount,exec /tmp",
+    # accounts and files
+    "touch /etc/hosts.equiv",
+    "chmod u+s /usr/lib/openssh/ssh-keysign",
+    "useradd -M -s /usr/sbin/nologin breaker && passwd -qd breaker",
+    # an unexpected listener
+    "nohup python3 -m http.server 9999 >/dev/null 2>&1 &",
+]
+CAUGHT = {
+    "ssh-permit-root-login",
+    "ssh-password-authentication",
+    "ssh-publickey-only",
+    "ssh-allow-users",
+    "ssh-forwarding",
+    "ufw-declared-ports",
+    "fail2ban-active",
+    "updates-security-origin",
+    "sysctl-accept-redirects",
+    "fs-tmp-mounts",
+    "os-trusted-hosts",
+    "os-suid-denylist",
+    "os-no-empty-passwords",
+    "net-listeners",
+    "probe-root-login-refused",
+    "probe-no-password-methods",
+    "probe-undeclared-port-unreachable",
+}
+
+
+def test_every_control_family_catches_a_break(
+    vm: LabVM, operator: KeyPair, inventory: Path, tmp_path: Path
+) -> None:
+    store = TrustStore(vm.directory)
+    with connect(vm.target, Login("deploy", key=operator), store.known_hosts) as s:
+        for command in BREAKS:
+            s.run(command, sudo=True)
+    time.sleep(2)  # the listener and sshd's reload settle
+    done, results = verify(inventory, "--probe-key", vm.root_key_path, out=tmp_path / "b.json")
+    assert done.returncode == 1
+    caught = failing(results)
+    assert caught >= CAUGHT, f"missed: {sorted(CAUGHT - caught)}"
+    controls = statuses(results)
+    # The evidence names what the host showed, per user where Match blocks differ.
+    assert "user=deploy: sshd -T allowtcpforwarding yes" in controls["ssh-forwarding"]["evidence"]
+    assert "9999" in controls["net-listeners"]["evidence"]
+    assert "8080" in controls["ufw-declared-ports"]["evidence"]
+
+
+def test_an_unknown_or_changed_host_key_fails_verification(
+    vm: LabVM, operator: KeyPair, inventory: Path, tmp_path: Path
+) -> None:
+    impostor = tmp_path / "known_hosts"
+    name = f"[127.0.0.1]:{vm.target.port}"
+    other, _ = ensure_key(tmp_path / "other_host_key")
+    impostor.write_text(f"{name} {other.public_line}\n")
+    for known in (impostor, tmp_path / "empty_known_hosts"):
+        done, results = verify(
+            f"deploy@127.0.0.1:{vm.target.port}",
+            "--key",
+            operator.path,
+            "--known-hosts",
+            known,
+            out=tmp_path / "trust.json",
+        )
+        assert done.returncode == 1
+        controls = statuses(results)
+        assert list(controls) == ["trust-host-key-pinned"], "nothing else may run untrusted"
+        assert controls["trust-host-key-pinned"]["status"] == "fail"
+        assert controls["trust-host-key-pinned"]["evidence"]
