@@ -15,6 +15,12 @@ from bulwark.cloud.database import PostgresDatabase
 from bulwark.cloud.driver import DriverSettings
 from bulwark.cloud.options import child_options
 from bulwark.cloud.secrets import StoredSecret, StoredSecretArgs
+from bulwark.policy.rules.stack import (
+    PGBOUNCER_MAX_CLIENT_CONN,
+    PGBOUNCER_POOL_MODE,
+    PGBOUNCER_POOL_SIZE,
+    PGBOUNCER_PREPARED,
+)
 from bulwark.settings.cloud import POOLER_PORT, PoolerSettings
 
 # Google's IAP TCP forwarding range: the only way SSH reaches a VM without a public IP.
@@ -126,6 +132,7 @@ class TransactionPooler(pulumi.ComponentResource):
     ) -> tuple[pulumi.Output[str], pulumi.Output[dict[str, object]]]:
         name, child = self._name_base, self._child
         tag = f"{args.base_name}-pgbouncer"
+        pg = args.settings.pgbouncer
         self.subnet = gcp.compute.Subnetwork(
             f"{name}-subnet",
             project=args.project,
@@ -212,7 +219,6 @@ class TransactionPooler(pulumi.ComponentResource):
             log_config=gcp.compute.FirewallLogConfigArgs(metadata="INCLUDE_ALL_METADATA"),
             opts=child,
         )
-        pg = args.settings.pgbouncer
         self.vm = gcp.compute.Instance(
             f"{name}-vm",
             project=args.project,
@@ -239,6 +245,12 @@ class TransactionPooler(pulumi.ComponentResource):
                 "enable-oslogin": "TRUE",  # SSH keys come from IAM, not instance metadata
                 "block-project-ssh-keys": "TRUE",
                 "serial-port-enable": "FALSE",
+                # What pyinfra writes to pgbouncer.ini, visible to policy at preview time so
+                # the pooler mode and the connection budget are checked before anything runs.
+                PGBOUNCER_POOL_MODE: "transaction",
+                PGBOUNCER_MAX_CLIENT_CONN: str(args.settings.max_client_connections),
+                PGBOUNCER_POOL_SIZE: str(args.pool_size),
+                PGBOUNCER_PREPARED: str(pg.max_prepared_statements),
             },
             can_ip_forward=False,
             allow_stopping_for_update=True,

@@ -1,0 +1,248 @@
+"""IAM, service accounts, Secret Manager access, Workload Identity Federation, KMS."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from bulwark.policy.rules.base import RULES, NotApplicable, Resource
+from bulwark.policy.rules.types import (
+    IAM_BINDINGS,
+    IAM_MEMBERS,
+    KMS_KEY,
+    PROJECT_IAM_BINDING,
+    PROJECT_IAM_MEMBER,
+    SA_IAM_BINDING,
+    SA_IAM_MEMBER,
+    SA_KEY,
+    SECRET_IAM_BINDING,
+    SECRET_IAM_MEMBER,
+    WIF_PROVIDER,
+)
+
+BASIC_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+IMPERSONATION_ROLES = ("roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator")
+SECRET_READ_ROLES = ("roles/secretmanager.secretAccessor",)
+KMS_MAX_ROTATION_SECONDS = 90 * 24 * 3600
+
+
+def _members(res: Resource) -> list[str]:
+    found = [res.get("member"), *res.items("members")]
+    return [m for m in found if isinstance(m, str)]
+
+
+@RULES.resource(
+    "iam-no-basic-roles",
+    types=(PROJECT_IAM_MEMBER, PROJECT_IAM_BINDING),
+    title="No basic roles (owner, editor, viewer) are granted",
+    severity="high",
+    family="iam",
+    rationale="Basic roles span thousands of permissions across every service; least "
+    "privilege needs predefined roles.",
+    remediation="Grant the predefined roles the member needs (e.g. roles/run.admin) instead.",
+    checkov="CKV_GCP_117",
+)
+def iam_no_basic_roles(res: Resource) -> Sequence[str]:
+    role = res.get("role")
+    if role in BASIC_ROLES:
+        return [f"role {role} is a basic role: grant predefined roles instead"]
+    return []
+
+
+@RULES.resource(
+    "iam-no-public-members",
+    types=IAM_MEMBERS + IAM_BINDINGS,
+    title="No IAM grant to allUsers or allAuthenticatedUsers",
+    severity="critical",
+    family="iam",
+    rationale="These members are everyone on the internet, with or without a Google account.",
+    remediation="Grant the role to named users, groups or service accounts.",
+    checkov="CKV_GCP_102",
+)
+def iam_no_public_members(res: Resource) -> Sequence[str]:
+    return [
+        f"{member} is granted {res.get('role')}: grant named members instead"
+        for member in _members(res)
+        if member in PUBLIC_MEMBERS
+    ]
+
+
+@RULES.resource(
+    "iam-no-user-managed-sa-keys",
+    types=SA_KEY,
+    title="No user-managed service account keys",
+    severity="high",
+    family="iam",
+    rationale="A downloaded key is a long-lived credential that leaks through laptops, CI logs "
+    "and repositories; workload identity and impersonation need none.",
+    remediation="Remove the gcp.serviceaccount.Key and use Workload Identity Federation or "
+    "service account impersonation.",
+    cis="1.4",
+)
+def iam_no_user_managed_sa_keys(res: Resource) -> Sequence[str]:
+    return [
+        f"service account key {res.name} is user-managed: remove it and use Workload "
+        "Identity Federation"
+    ]
+
+
+@RULES.resource(
+    "iam-no-project-impersonation",
+    types=(PROJECT_IAM_MEMBER, PROJECT_IAM_BINDING),
+    title="Service Account User and Token Creator are granted per account, not per project",
+    severity="high",
+    family="iam",
+    rationale="At project level these roles let the member act as every service account in "
+    "the project, including the most privileged.",
+    remediation="Grant the role on the one service account (gcp.serviceaccount.IAMMember).",
+    cis="1.6",
+    checkov="CKV_GCP_41",
+)
+def iam_no_project_impersonation(res: Resource) -> Sequence[str]:
+    role = res.get("role")
+    if role in IMPERSONATION_ROLES:
+        return [f"{role} is granted on the whole project: grant it on the one service account"]
+    return []
+
+
+@RULES.resource(
+    "secret-access-per-secret",
+    types=(PROJECT_IAM_MEMBER, PROJECT_IAM_BINDING),
+    title="Secret access is granted per secret, not per project",
+    severity="high",
+    family="secrets",
+    rationale="A project-level accessor reads every secret, present and future. (The deployer's "
+    "secretmanager.admin, which creates the secrets, is a deploy role and out of scope here.)",
+    remediation="Grant roles/secretmanager.secretAccessor on each secret the member needs "
+    "(gcp.secretmanager.SecretIamMember).",
+)
+def secret_access_per_secret(res: Resource) -> Sequence[str]:
+    role = str(res.get("role") or "")
+    if role in SECRET_READ_ROLES:
+        return [f"{role} is granted on the whole project: grant it per secret instead"]
+    return []
+
+
+@RULES.resource(
+    "secret-accessor-read-only",
+    types=(SECRET_IAM_MEMBER, SECRET_IAM_BINDING),
+    title="Secret grants are read-only",
+    severity="medium",
+    family="secrets",
+    rationale="A workload reads its secrets; changing or deleting them is the deployer's job.",
+    remediation="Grant roles/secretmanager.secretAccessor only.",
+)
+def secret_accessor_read_only(res: Resource) -> Sequence[str]:
+    role = res.get("role")
+    if role in SECRET_READ_ROLES:
+        return []
+    return [f"role {role} on the secret is more than reading: grant secretAccessor instead"]
+
+
+@RULES.resource(
+    "wif-repository-pinned",
+    types=WIF_PROVIDER,
+    title="Workload identity provider admits one repository",
+    severity="critical",
+    family="ci",
+    rationale="Without an attribute condition any GitHub repository (anyone's) can exchange "
+    "its OIDC token for this project's credentials.",
+    remediation="Set attributeCondition to `assertion.repository == 'OWNER/NAME' && ...`.",
+    checkov="CKV_GCP_125",
+)
+def wif_repository_pinned(res: Resource) -> Sequence[str]:
+    condition = str(res.get("attributeCondition") or "")
+    if re.search(r"assertion\.repository\s*==\s*'[^']+/[^']+'", condition):
+        return []
+    return [
+        "attributeCondition does not pin assertion.repository: add "
+        "`assertion.repository == 'OWNER/NAME'`"
+    ]
+
+
+@RULES.resource(
+    "wif-ref-pinned",
+    types=WIF_PROVIDER,
+    title="Workload identity provider admits one branch",
+    severity="high",
+    family="ci",
+    rationale="Any branch (or a pull request's workflow) could deploy otherwise; deploys come "
+    "from the protected branch only.",
+    remediation="Add `assertion.ref == 'refs/heads/main'` to attributeCondition.",
+    checkov="CKV_GCP_118",
+)
+def wif_ref_pinned(res: Resource) -> Sequence[str]:
+    condition = str(res.get("attributeCondition") or "")
+    if re.search(r"assertion\.ref\s*==\s*'refs/heads/[^']+'", condition):
+        return []
+    return [
+        "attributeCondition does not pin assertion.ref: add `assertion.ref == 'refs/heads/main'`"
+    ]
+
+
+@RULES.resource(
+    "wif-repository-id-pinned",
+    types=WIF_PROVIDER,
+    title="Workload identity provider pins the repository's numeric id",
+    severity="medium",
+    family="ci",
+    rationale="A repository name can be freed and re-registered by someone else (a renamed or "
+    "deleted repository); the numeric id cannot.",
+    remediation="Set bulwark:ci.github_repository_id (adds `assertion.repository_id == '...'`).",
+    enforcement="advisory",
+)
+def wif_repository_id_pinned(res: Resource) -> Sequence[str]:
+    condition = str(res.get("attributeCondition") or "")
+    if re.search(r"assertion\.repository_id\s*==\s*'\d+'", condition):
+        return []
+    return [
+        "attributeCondition does not pin assertion.repository_id: set "
+        "bulwark:ci.github_repository_id"
+    ]
+
+
+@RULES.resource(
+    "wif-principal-scoped",
+    types=(SA_IAM_MEMBER, SA_IAM_BINDING),
+    title="Workload identity users are scoped to one repository",
+    severity="high",
+    family="ci",
+    rationale="A principalSet of the whole pool (`/*`) lets every identity the pool admits "
+    "act as the deployer.",
+    remediation="Grant roles/iam.workloadIdentityUser to "
+    "principalSet://.../attribute.repository/OWNER/NAME.",
+)
+def wif_principal_scoped(res: Resource) -> Sequence[str] | NotApplicable:
+    if res.get("role") != "roles/iam.workloadIdentityUser":
+        return NotApplicable("not a workload identity grant")
+    return [
+        f"{member} is not scoped to attribute.repository: grant "
+        "principalSet://.../attribute.repository/OWNER/NAME instead"
+        for member in _members(res)
+        if "/attribute.repository/" not in member
+    ]
+
+
+def _seconds(text: object) -> float | None:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)s", str(text or ""))
+    return float(match[1]) if match else None
+
+
+@RULES.resource(
+    "kms-rotation-90-days",
+    types=KMS_KEY,
+    title="KMS keys rotate at least every 90 days",
+    severity="medium",
+    family="kms",
+    rationale="Regular rotation limits how much data one key version protects and how long a "
+    "leaked version stays useful.",
+    remediation="Set rotationPeriod to 7776000s or less.",
+    cis="1.10",
+    checkov="CKV_GCP_43",
+)
+def kms_rotation_90_days(res: Resource) -> Sequence[str]:
+    seconds = _seconds(res.get("rotationPeriod"))
+    if seconds is not None and 0 < seconds <= KMS_MAX_ROTATION_SECONDS:
+        return []
+    return [f"rotationPeriod is {res.get('rotationPeriod') or 'unset'}: set 7776000s or less"]

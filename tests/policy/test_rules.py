@@ -1,0 +1,133 @@
+"""Every rule passes its compliant fixture and fails each of its violating fixtures, with a
+message that names the fix; the metadata an auditor reads is complete."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from bulwark.policy.rules import RULES, Finding, NotApplicable, Resource, Rule
+from bulwark.policy.rules.base import ID_RE, SEVERITIES
+
+from .fixtures import ALWAYS_VIOLATING, GOOD, VIOLATIONS, resource
+from .stack_fixtures import STACK_GOOD, STACK_VIOLATIONS
+
+RESOURCE_RULES = [r for r in RULES if r.scope == "resource"]
+STACK_RULES = [r for r in RULES if r.scope == "stack"]
+FIX_WORDS = ("set", "use", "remove", "add", "grant", "enable", "create", "give", "move", "keep",
+             "narrow", "declare", "attach", "raise", "fix", "renew", "lower")  # fmt: skip
+
+
+def _says_how_to_fix(message: str) -> bool:
+    parts = message.split(": ")[1:]
+    return any(part.split()[0] in FIX_WORDS for part in parts if part.split())
+
+
+def test_there_are_at_least_40_rules_with_unique_kebab_ids() -> None:
+    assert len(RULES) >= 40
+    assert all(ID_RE.match(rule.id) for rule in RULES)
+
+
+@pytest.mark.parametrize("rule", list(RULES), ids=lambda r: r.id)
+def test_metadata_is_complete(rule: Rule) -> None:
+    assert rule.title
+    assert rule.rationale
+    assert rule.remediation
+    assert rule.severity in SEVERITIES
+    assert rule.family
+    assert (rule.check is None) != (rule.stack_check is None)
+    if rule.scope == "resource":
+        assert rule.types
+        assert all(tok.count(":") == 2 for tok in rule.types)
+
+
+def test_every_rule_has_a_violating_fixture() -> None:
+    covered = set(VIOLATIONS) | set(STACK_VIOLATIONS)
+    assert covered == set(RULES.ids())
+
+
+@pytest.mark.parametrize("rule", RESOURCE_RULES, ids=lambda r: r.id)
+def test_compliant_fixture_passes(rule: Rule) -> None:
+    assert rule.check is not None
+    types = [tok for tok in rule.types if tok in GOOD and tok not in ALWAYS_VIOLATING]
+    if not types:
+        pytest.skip("the type's mere presence violates (no compliant shape exists)")
+    for tok in types:
+        assert rule.check(resource(tok)) == [], tok
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "case"),
+    [(rid, case) for rid, cases in VIOLATIONS.items() for case in cases],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_violating_fixture_fails_with_a_fix(
+    rule_id: str, case: tuple[str, dict[str, object]]
+) -> None:
+    rule = RULES[rule_id]
+    assert rule.check is not None
+    type_token, changes = case
+    result = rule.check(resource(type_token, changes))
+    assert not isinstance(result, NotApplicable)
+    assert result, f"{rule_id} passed {changes}"
+    for message in result:
+        assert _says_how_to_fix(message), message
+
+
+def test_violations_break_only_their_own_rule() -> None:
+    """A fixture that trips other rules too would hide a rule that never fires on its own."""
+    for rule_id, cases in VIOLATIONS.items():
+        for type_token, changes in cases:
+            res = resource(type_token, changes)
+            tripped = {
+                r.id for r in RESOURCE_RULES
+                if type_token in r.types and r.check is not None
+                and not isinstance(found := r.check(res), NotApplicable) and found
+            }  # fmt: skip
+            assert rule_id in tripped
+            overlapping = {"iam-no-public-members", "run-no-public-invoker"}
+            assert tripped <= {rule_id, *overlapping}, (rule_id, tripped)
+
+
+def test_prod_only_rules_do_not_apply_elsewhere() -> None:
+    dev = resource(
+        "gcp:sql/databaseInstance:DatabaseInstance",
+        {"settings.userLabels": {"env": "dev"}, "settings.availabilityType": "ZONAL"},
+    )
+    check = RULES["sql-ha-in-prod"].check
+    assert check is not None
+    assert isinstance(check(dev), NotApplicable)
+
+
+@pytest.mark.parametrize("make", STACK_GOOD, ids=["managed", "pgbouncer"])
+@pytest.mark.parametrize("rule", STACK_RULES, ids=lambda r: r.id)
+def test_compliant_stack_passes(rule: Rule, make: Callable[[], list[Resource]]) -> None:
+    assert rule.stack_check is not None
+    assert rule.stack_check(make(), {}) == []
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "make"),
+    [(rid, make) for rid, makes in STACK_VIOLATIONS.items() for make in makes],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_violating_stack_fails_with_a_fix(rule_id: str, make: Callable[[], list[Resource]]) -> None:
+    check = RULES[rule_id].stack_check
+    assert check is not None
+    result = check(make(), {})
+    assert not isinstance(result, NotApplicable)
+    assert result, rule_id
+    for finding in result:
+        assert isinstance(finding, Finding)
+        assert _says_how_to_fix(finding.message), finding.message
+
+
+def test_budget_reads_the_surge_and_reserved_slots_from_config() -> None:
+    from .stack_fixtures import managed_stack  # noqa: PLC0415
+
+    check = RULES["connection-budget-fits"].stack_check
+    assert check is not None
+    assert check(managed_stack(), {"reserved_connections": 10}) == []
+    # prod's pools use every usable slot: reserving more no longer fits
+    assert check(managed_stack(), {"reserved_connections": 20})
