@@ -356,6 +356,65 @@ def _print_plan(result: Plan) -> None:
 
 
 @app.command()
+@handles_errors
+def audit(
+    stack: Annotated[
+        list[str] | None,
+        typer.Option("--stack", "-s", help="Stack to audit (mock run); repeat for several."),
+    ] = None,
+    hosts: Annotated[
+        list[Path] | None,
+        typer.Option("--hosts", help="A `bulwark verify --json` results file; repeatable."),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="text, md, html, json or sarif.")
+    ] = "text",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the report here (default stdout).")
+    ] = None,
+    stacks_dir: Annotated[
+        Path, typer.Option(help="Folder of the Pulumi.<stack>.yaml files.")
+    ] = Path("stacks"),
+    policies_dir: Annotated[
+        Path, typer.Option(help="Folder of waivers.yaml and config/<stack>.json.")
+    ] = Path("policies"),
+    list_rules: Annotated[
+        bool, typer.Option("--list-rules", help="Print the rules table (Markdown) and exit.")
+    ] = False,
+) -> None:
+    """Audit stacks (policy rules on the mock run) and hosts (verify results): one report.
+
+    Exit 0 when nothing fails, 1 when a mandatory control fails, 2 on bad input."""
+    from bulwark.policy import docs as policy_docs  # noqa: PLC0415
+    from bulwark.policy.audit import run_audit  # noqa: PLC0415
+    from bulwark.policy.report import FORMATS, render  # noqa: PLC0415
+
+    if list_rules:
+        out.print(policy_docs.rules_table(), markup=False, highlight=False, soft_wrap=True)
+        return
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format: {fmt!r} is not a format: use one of {', '.join(FORMATS)}")
+    if not stack and not hosts:
+        raise ConfigError("--stack: nothing to audit: pass --stack S and/or --hosts results.json")
+    result = run_audit(stack or [], hosts or [], stacks_dir=stacks_dir, policies_dir=policies_dir)
+    text = render(result, fmt)
+    if out_file is not None:
+        out_file.write_text(text, encoding="utf-8")
+        s = result.summary
+        colour = "green" if result.ok else "red"
+        out.print(
+            f"[{colour}]{'PASS' if result.ok else 'FAIL'}[/{colour}]: {s['pass']} passed, "
+            f"{s['fail']} failed, {s['waived']} waived, {s['error']} errors, "
+            f"{s['not-applicable']} not applicable: {out_file}",
+            highlight=False,
+        )
+    else:
+        sys.stdout.write(text)
+    if not result.ok:
+        raise typer.Exit(int(ExitCode.FAILED_CHECKS))
+
+
+@app.command()
 def settings(
     cloud: Annotated[
         bool, typer.Option("--cloud", help="The cloud stack's settings instead of the hosts'.")
