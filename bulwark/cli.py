@@ -34,6 +34,7 @@ from bulwark.verify.results import HostResult
 
 if TYPE_CHECKING:
     from bulwark.cloud.plan import Plan
+    from bulwark.policy.evaluate import Audit
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -532,13 +533,41 @@ def demo(
         out.print(f"  {mark} root login is refused from outside")
         for host in result.verify.hosts:
             _print_host_result(host)
+        _print_audit_summary(result.audit)
+        out.print(f"audit report: {result.audit_html}", highlight=False, soft_wrap=True)
         if keep:
             key = shlex.quote(str(result.operator_key))
             out.print(
                 f"VM left running: bulwark lab ssh {result.vm.name} --user deploy --key {key}"
             )
-    if not result.host_key_confirmed or result.second.changes or not result.verify.ok:
+    if (
+        not result.host_key_confirmed
+        or result.second.changes
+        or not result.verify.ok
+        or not result.audit.ok
+    ):
         raise typer.Exit(int(ExitCode.FAILED_CHECKS))
+
+
+def _print_audit_summary(audit: Audit) -> None:
+    """The audit's summary: the verdict, then one line per section, then what fails."""
+    s = audit.summary
+    colour = "green" if audit.ok else "red"
+    out.print(
+        f"[bold]audit[/bold]: [{colour}]{'PASS' if audit.ok else 'FAIL'}[/{colour}] "
+        f"{s['pass']} passed, {s['fail']} failed, {s['waived']} waived, {s['error']} errors, "
+        f"{s['not-applicable']} not applicable",
+        highlight=False,
+    )
+    for section in audit.sections:
+        n = section.summary
+        out.print(
+            f"  {section.name}: {n['pass']} passed, {n['fail']} failed, {n['waived']} waived, "
+            f"{n['error']} errors, {n['not-applicable']} not applicable",
+            highlight=False,
+        )
+    for section, control in audit.failing:
+        out.print(f"  [red]✗ {section.name}: {control.id}[/red] {control.title}", highlight=False)
 
 
 def main() -> None:

@@ -14,6 +14,9 @@ from bulwark.hosts.keys import ensure_key
 from bulwark.lab import vm as lab
 from bulwark.lab.inventory import host_data, write_inventory
 from bulwark.lab.tools import ensure_tools
+from bulwark.policy.audit import run_audit
+from bulwark.policy.evaluate import Audit
+from bulwark.policy.report import render_html
 from bulwark.settings.hosts import DeployUser
 from bulwark.verify.results import Report
 from bulwark.verify.run import from_inventory, run_verify
@@ -30,6 +33,8 @@ class DemoResult:
     operator_key: Path
     harden: HardenRun
     verify: Report
+    audit: Audit
+    audit_html: Path
 
     @property
     def root_login_refused(self) -> bool:
@@ -45,7 +50,29 @@ class DemoResult:
             "harden": {"changed": self.harden.changed},
             "root_login_refused": self.root_login_refused,
             "verify": json.loads(self.verify.to_json()),
+            "audit": {
+                "ok": self.audit.ok,
+                "summary": self.audit.summary,
+                "sections": [{"name": s.name, "summary": s.summary} for s in self.audit.sections],
+                "html": str(self.audit_html),
+            },
         }
+
+
+DEMO_STACK = "dev"
+
+
+def demo_audit(
+    verify: Report, out_dir: Path, stacks_dir: Path = Path("stacks")
+) -> tuple[Audit, Path]:
+    """The audit the demo ends with: stack dev (policy rules on its mock run, offline) and the
+    demo host's verification results, in one report; the HTML goes to `out_dir`."""
+    audit = run_audit([DEMO_STACK], host_reports=[verify], stacks_dir=stacks_dir,
+                      policies_dir=stacks_dir.parent / "policies")  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html = out_dir / "audit.html"
+    html.write_text(render_html(audit), encoding="utf-8")
+    return audit, html
 
 
 def run_demo(
@@ -85,4 +112,6 @@ def run_demo(
         raise
     if not keep:
         lab.stop(vm)
-    return DemoResult(vm, first, second, confirmed, deploy.key_path, harden, report)
+    say(f"auditing stack {DEMO_STACK} (offline) with the host's results")
+    audit, html = demo_audit(report, workspace)
+    return DemoResult(vm, first, second, confirmed, deploy.key_path, harden, report, audit, html)

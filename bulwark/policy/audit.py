@@ -17,6 +17,7 @@ from bulwark.policy.evaluate import (
 )
 from bulwark.policy.rules import RULES, Resource
 from bulwark.policy.waivers import check_waivers, load_waivers
+from bulwark.verify.results import Report as VerifyReport
 
 POLICIES_DIR = Path("policies")
 BUDGET_RULE = "connection-budget-fits"
@@ -85,12 +86,13 @@ def run_audit(
     stacks: Sequence[str],
     hosts: Sequence[Path] = (),
     *,
+    host_reports: Sequence[VerifyReport] = (),
     stacks_dir: Path = Path("stacks"),
     policies_dir: Path = POLICIES_DIR,
     today: dt.date | None = None,
 ) -> Audit:
     """Audit stacks and hosts into one report; bad input raises ConfigError before any output."""
-    reports = [read_host_results(path) for path in hosts]
+    reports = [*host_reports, *(read_host_results(path) for path in hosts)]
     sections: list[Section] = []
     notes: list[str] = []
     for stack in stacks:
