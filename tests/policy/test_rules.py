@@ -131,3 +131,12 @@ def test_budget_reads_the_surge_and_reserved_slots_from_config() -> None:
     assert check(managed_stack(), {"reserved_connections": 10}) == []
     # prod's pools use every usable slot: reserving more no longer fits
     assert check(managed_stack(), {"reserved_connections": 20})
+
+
+def test_readme_rules_table_is_generated_from_the_metadata() -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    from bulwark.policy.docs import rules_table  # noqa: PLC0415
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert rules_table() in readme, "README is stale: paste `bulwark audit --list-rules`"
