@@ -34,8 +34,8 @@ def _summary_line(audit: Audit) -> str:
 
 
 def _refs(control: Control) -> str:
-    refs = control.references
-    parts = [f"CIS {refs['cis']}" if k == "cis" else v for k, v in refs.items() if v]
+    labels = {"cis": "CIS ", "devsec": "dev-sec "}
+    parts = [f"{labels.get(k, '')}{v}" for k, v in control.references.items() if v]
     return ", ".join(parts) or "bulwark"
 
 
