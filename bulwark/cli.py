@@ -10,11 +10,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.tree import Tree
 
 from bulwark.demo import run_demo
 from bulwark.errors import BulwarkError, ConfigError, ExitCode
@@ -24,11 +26,14 @@ from bulwark.hosts.keys import ensure_key, load_key
 from bulwark.hosts.ssh import Login, Target
 from bulwark.lab import vm as lab
 from bulwark.lab.tools import ensure_tools
-from bulwark.settings.docs import settings_table
+from bulwark.settings.docs import cloud_settings_table, settings_table
 from bulwark.settings.hosts import check_user_name
 from bulwark.settings.hosts import deploy_user as make_deploy_user
 from bulwark.verify import run as verify_run
 from bulwark.verify.results import HostResult
+
+if TYPE_CHECKING:
+    from bulwark.cloud.plan import Plan
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -282,10 +287,83 @@ def _print_bootstrap(report: bs.BootstrapReport) -> None:
         )
 
 
+# ----------------------------------------------------------------------------- cloud
+
+
 @app.command()
-def settings() -> None:
+@handles_errors
+def plan(
+    stack: Annotated[
+        list[str],
+        typer.Option("--stack", "-s", help="Stack: dev, staging or prod; repeat for several."),
+    ],
+    stacks_dir: Annotated[
+        Path, typer.Option(help="Folder of the Pulumi.<stack>.yaml files.")
+    ] = Path("stacks"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the plan as JSON (a list for several stacks).")
+    ] = False,
+) -> None:
+    """Run the Pulumi program under mocks (no credentials, no Pulumi CLI); show what it declares."""
+    from bulwark.cloud.plan import run_plan  # noqa: PLC0415 - Pulumi loads only for this command
+
+    # Every stack is planned (and its config validated) before anything is printed.
+    results = [run_plan(name, stacks_dir) for name in stack]
+    if as_json:
+        dicts = [result.as_dict() for result in results]
+        emit_json(dicts[0] if len(dicts) == 1 else dicts)
+        return
+    for result in results:
+        _print_plan(result)
+
+
+def _print_plan(result: Plan) -> None:
+    from bulwark.cloud.plan import highlights  # noqa: PLC0415
+
+    s = result.settings
+    out.print(
+        f"[bold]stack {result.stack}[/bold]: project {s.project}, {s.region}, "
+        f"{len(result.resources)} resources",
+        highlight=False,
+    )
+    tree = Tree(f"[dim]{s.name}[/dim]")
+    nodes: dict[str | None, Tree] = {None: tree}
+    for _, res in result.walk():
+        label = f"[cyan]{res.type}[/cyan] {res.name}"
+        node = nodes.get(res.parent, tree).add(label, highlight=False)
+        for path, value in highlights(res):
+            node.add(f"[dim]{path}[/dim] = {escape(value)}", highlight=False)
+        nodes[res.urn] = node
+    out.print(tree)
+    outputs = Table("output", "value", title="stack outputs", title_justify="left")
+    for key, value in result.outputs.items():
+        if key == "connection_budget":
+            continue  # shown in full below
+        shown = value if isinstance(value, str) else json.dumps(value)
+        if "\n" in shown:
+            shown = shown.splitlines()[0] + " …"
+        style = "yellow" if key in result.secret_outputs else ""
+        outputs.add_row(key, escape(shown), style=style)
+    out.print(outputs)
+    b = result.settings.budget
+    out.print(
+        f"connection budget: {b.clients.explain()} clients <= {b.pooler.client_capacity} pooler "
+        f"capacity; {b.pooler.explain_servers()} <= {b.postgres.usable} usable "
+        f"(max_connections {b.postgres.max_connections} - {b.postgres.reserved} reserved): "
+        + ("[green]fits[/green]" if b.fits else "[red]does not fit[/red]"),
+        highlight=False,
+    )
+
+
+@app.command()
+def settings(
+    cloud: Annotated[
+        bool, typer.Option("--cloud", help="The cloud stack's settings instead of the hosts'.")
+    ] = False,
+) -> None:
     """Print the table of hardening settings (defaults and reasons) as Markdown."""
-    out.print(settings_table(), markup=False, highlight=False, soft_wrap=True)
+    table = cloud_settings_table() if cloud else settings_table()
+    out.print(table, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -9,7 +9,6 @@ from typing import Any
 
 from pyinfra.api import Config, State
 from pyinfra.context import ctx_config, ctx_state
-from pyinfra_cli.inventory import make_inventory
 
 from bulwark.errors import ConfigError
 from bulwark.hosts.bootstrap import TrustStore, require_proof
@@ -67,6 +66,10 @@ def load(path: Path, limit: str | None = None) -> list[InventoryHost]:
     """The inventory's hosts (optionally those matching `limit`), validated; raises ConfigError."""
     if not path.is_file():
         raise ConfigError(f"inventory {path} does not exist: pass a pyinfra inventory file")
+    # Imported here: pyinfra_cli monkey-patches the whole process for gevent on import, which
+    # every other bulwark command (Pulumi's gRPC mocks above all) must not inherit.
+    from pyinfra_cli.inventory import make_inventory  # noqa: PLC0415
+
     try:
         # pyinfra's loader expects the config and state contexts its CLI sets up first.
         with ctx_config.use(Config()), ctx_state.use(State()):  # type: ignore[no-untyped-call]
