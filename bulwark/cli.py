@@ -26,6 +26,7 @@ from bulwark.hosts.keys import ensure_key, load_key
 from bulwark.hosts.ssh import Login, Target
 from bulwark.lab import vm as lab
 from bulwark.lab.tools import ensure_tools
+from bulwark.pooler import check as pooler
 from bulwark.settings.docs import cloud_settings_table, settings_table
 from bulwark.settings.hosts import check_user_name
 from bulwark.settings.hosts import deploy_user as make_deploy_user
@@ -384,6 +385,52 @@ def harden(
         out.print(f"{len(run.planned)} operations would change {', '.join(run.hosts)}")
         for name in run.planned:
             out.print(f"  [yellow]~[/yellow] {name}", highlight=False)
+
+
+pooler_app = typer.Typer(help="The transaction pooler: what apps meet behind it.")
+app.add_typer(pooler_app, name="pooler")
+
+
+@pooler_app.command("check")
+@handles_errors
+def pooler_check(
+    dsn: Annotated[
+        str,
+        typer.Argument(
+            help="libpq DSN of the pooler, e.g. 'host=10.0.0.5 port=6432 dbname=app user=app'. "
+            "Leave the password out: libpq reads PGPASSWORD or ~/.pgpass."
+        ),
+    ],
+    prepare_threshold: Annotated[
+        str, typer.Option(help="The app's psycopg prepare_threshold: a number, or 'none'.")
+    ] = "5",
+    clients: Annotated[int, typer.Option(help="Concurrent connections.")] = 20,
+    rounds: Annotated[int, typer.Option(help="Query rounds per connection.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Prove whether the app's driver settings survive this transaction pooler."""
+    threshold = pooler.parse_threshold(prepare_threshold)
+    result = pooler.check(dsn, threshold=threshold, clients=clients, rounds=rounds)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        out.print(f"server {result.server_version}, libpq {result.libpq}")
+        for run in (result.tested, result.unprepared):
+            errors = sum(run.errors.values())
+            colour = "green" if run.safe else "red"
+            out.print(
+                f"  {run.label}: [{colour}]{run.ok} ok, {errors} errors[/{colour}] "
+                f"({run.clients} clients x {run.rounds} rounds, {run.seconds:.1f} s); "
+                f"server connection showed {run.server_prepared} prepared statements",
+                highlight=False,
+            )
+            for kind, count in run.errors.most_common():
+                out.print(f"    {count} x {kind}", highlight=False)
+            if run is result.unprepared and result.unprepared is result.tested:
+                break
+        out.print(result.verdict(), highlight=False)
+    if not result.safe:
+        raise typer.Exit(int(ExitCode.FAILED_CHECKS))
 
 
 @app.command()
