@@ -18,7 +18,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from bulwark.demo import run_demo
 from bulwark.errors import BulwarkError, ConfigError, ExitCode
 from bulwark.hosts import bootstrap as bs
 from bulwark.hosts.harden import run_harden
@@ -26,15 +25,13 @@ from bulwark.hosts.keys import ensure_key, load_key
 from bulwark.hosts.ssh import Login, Target
 from bulwark.lab import vm as lab
 from bulwark.lab.tools import ensure_tools
-from bulwark.pooler import check as pooler
 from bulwark.settings.docs import cloud_settings_table, settings_table
 from bulwark.settings.hosts import check_user_name
 from bulwark.settings.hosts import deploy_user as make_deploy_user
-from bulwark.verify import run as verify_run
-from bulwark.verify.results import HostResult
 
 if TYPE_CHECKING:
     from bulwark.cloud.plan import Plan
+    from bulwark.verify.results import HostResult
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -409,6 +406,8 @@ def pooler_check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
 ) -> None:
     """Prove whether the app's driver settings survive this transaction pooler."""
+    from bulwark.pooler import check as pooler  # noqa: PLC0415 - psycopg only for this command
+
     threshold = pooler.parse_threshold(prepare_threshold)
     result = pooler.check(dsn, threshold=threshold, clients=clients, rounds=rounds)
     if as_json:
@@ -460,6 +459,8 @@ def verify(
     ] = None,
 ) -> None:
     """Verify hosts: controls from inside (testinfra), probes from outside, pinned host keys."""
+    from bulwark.verify import run as verify_run  # noqa: PLC0415 - keeps other commands fast
+
     path = Path(target)
     if path.suffix == ".py" or path.is_file():
         targets = verify_run.from_inventory(path, limit)
@@ -503,6 +504,7 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Boot a lab VM as a fresh VPS, bootstrap it, harden it, and verify it."""
+    from bulwark.demo import run_demo  # noqa: PLC0415 - keeps other commands fast
 
     spec = lab.VMSpec(distro=distro, auth=auth)  # type: ignore[arg-type]
     with progress() as say:
