@@ -18,7 +18,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from bulwark.demo import run_demo
 from bulwark.errors import BulwarkError, ConfigError, ExitCode
 from bulwark.hosts import bootstrap as bs
 from bulwark.hosts.harden import run_harden
@@ -29,12 +28,11 @@ from bulwark.lab.tools import ensure_tools
 from bulwark.settings.docs import cloud_settings_table, settings_table
 from bulwark.settings.hosts import check_user_name
 from bulwark.settings.hosts import deploy_user as make_deploy_user
-from bulwark.verify import run as verify_run
-from bulwark.verify.results import HostResult
 
 if TYPE_CHECKING:
     from bulwark.cloud.plan import Plan
     from bulwark.policy.evaluate import Audit
+    from bulwark.verify.results import HostResult
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -446,6 +444,54 @@ def harden(
             out.print(f"  [yellow]~[/yellow] {name}", highlight=False)
 
 
+pooler_app = typer.Typer(help="The transaction pooler: what apps meet behind it.")
+app.add_typer(pooler_app, name="pooler")
+
+
+@pooler_app.command("check")
+@handles_errors
+def pooler_check(
+    dsn: Annotated[
+        str,
+        typer.Argument(
+            help="libpq DSN of the pooler, e.g. 'host=10.0.0.5 port=6432 dbname=app user=app'. "
+            "Leave the password out: libpq reads PGPASSWORD or ~/.pgpass."
+        ),
+    ],
+    prepare_threshold: Annotated[
+        str, typer.Option(help="The app's psycopg prepare_threshold: a number, or 'none'.")
+    ] = "5",
+    clients: Annotated[int, typer.Option(help="Concurrent connections.")] = 20,
+    rounds: Annotated[int, typer.Option(help="Query rounds per connection.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Prove whether the app's driver settings survive this transaction pooler."""
+    from bulwark.pooler import check as pooler  # noqa: PLC0415 - psycopg only for this command
+
+    threshold = pooler.parse_threshold(prepare_threshold)
+    result = pooler.check(dsn, threshold=threshold, clients=clients, rounds=rounds)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        out.print(f"server {result.server_version}, libpq {result.libpq}")
+        for run in (result.tested, result.unprepared):
+            errors = sum(run.errors.values())
+            colour = "green" if run.safe else "red"
+            out.print(
+                f"  {run.label}: [{colour}]{run.ok} ok, {errors} errors[/{colour}] "
+                f"({run.clients} clients x {run.rounds} rounds, {run.seconds:.1f} s); "
+                f"server connection showed {run.server_prepared} prepared statements",
+                highlight=False,
+            )
+            for kind, count in run.errors.most_common():
+                out.print(f"    {count} x {kind}", highlight=False)
+            if run is result.unprepared and result.unprepared is result.tested:
+                break
+        out.print(result.verdict(), highlight=False)
+    if not result.safe:
+        raise typer.Exit(int(ExitCode.FAILED_CHECKS))
+
+
 @app.command()
 @handles_errors
 def verify(
@@ -473,6 +519,8 @@ def verify(
     ] = None,
 ) -> None:
     """Verify hosts: controls from inside (testinfra), probes from outside, pinned host keys."""
+    from bulwark.verify import run as verify_run  # noqa: PLC0415 - keeps other commands fast
+
     path = Path(target)
     if path.suffix == ".py" or path.is_file():
         targets = verify_run.from_inventory(path, limit)
@@ -516,6 +564,7 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Boot a lab VM as a fresh VPS, bootstrap it, harden it, and verify it."""
+    from bulwark.demo import run_demo  # noqa: PLC0415 - keeps other commands fast
 
     spec = lab.VMSpec(distro=distro, auth=auth)  # type: ignore[arg-type]
     with progress() as say:

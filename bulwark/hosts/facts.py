@@ -329,3 +329,24 @@ class PathModes(FactBase[dict[str, str | None]]):
             path, _, state = line.strip().rpartition(" ")
             found[path] = None if state == "-" else state
         return found
+
+
+class Fail2banState(FactBase[dict[str, Any]]):
+    """jail.local's SHA-1 and the jails fail2ban has loaded (None when it is not running), in
+    one command: {"jail_sha1": str | None, "jails": list[str] | None}."""
+
+    def command(self, jail_local: str) -> str:
+        return sectioned(
+            {
+                "sha1": f"sha1sum < {shlex.quote(jail_local)} 2>/dev/null | cut -d' ' -f1",
+                "jails": Fail2banJails().command(),
+            }
+        )
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        parts = split_sections(output)
+        sha1 = [line.strip() for line in parts.get("sha1", []) if line.strip()]
+        return {
+            "jail_sha1": sha1[0] if sha1 else None,
+            "jails": Fail2banJails().process(parts.get("jails", [])),
+        }

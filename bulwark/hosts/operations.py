@@ -121,32 +121,22 @@ def units_running(units: list[str]):  # type: ignore[no-untyped-def]
 
 
 @operation()
-def root_only(paths: dict[str, str]):  # type: ignore[no-untyped-def]
-    """Make existing paths owned by root:root with the given mode; absent paths are left absent.
+def permissions(root_only: dict[str, str], no_setuid: list[str]):  # type: ignore[no-untyped-def]
+    """Make existing paths root:root with the given mode, and drop the setuid/setgid bits of
+    programs durably (a dpkg-statoverride keeps upgrades from putting them back). Absent paths
+    stay absent. One fact for all of them.
 
-    + paths: path -> octal mode, e.g. {"/etc/crontab": "600"}
+    + root_only: path -> octal mode, e.g. {"/etc/crontab": "600"}
+    + no_setuid: programs that must not run with raised privileges
     """
-    states = host.get_fact(PathModes, paths=list(paths))
+    states = host.get_fact(PathModes, paths=[*root_only, *no_setuid])
     todo = 0
-    for path, mode in paths.items():
+    for path, mode in root_only.items():
         state = states.get(path)
         if state is not None and state != f"{mode}:root:root":
             todo += 1
             yield f"chown root:root {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}"
-    if not todo:
-        host.noop(f"{len(paths)} paths are root's only (or absent)")
-
-
-@operation()
-def no_setuid(paths: list[str]):  # type: ignore[no-untyped-def]
-    """Drop the setuid/setgid bits of existing programs, durably: a dpkg-statoverride keeps
-    package upgrades from putting them back.
-
-    + paths: programs that must not run with raised privileges
-    """
-    states = host.get_fact(PathModes, paths=paths)
-    todo = 0
-    for path in paths:
+    for path in no_setuid:
         state = states.get(path)
         if state is not None and len(state.split(":")[0]) == 4 and state[0] in "2467":
             todo += 1
@@ -156,4 +146,4 @@ def no_setuid(paths: list[str]):  # type: ignore[no-untyped-def]
                 f"{quoted} 2>/dev/null || chmod u-s,g-s {quoted}"
             )
     if not todo:
-        host.noop(f"no setuid/setgid bit on {', '.join(paths)}")
+        host.noop(f"{len(root_only) + len(no_setuid)} paths have the wanted owners and modes")

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from bulwark.errors import ConfigError
+from bulwark.settings.pooler import PgbouncerSettings
 
 # What useradd accepts on Debian and Ubuntu without --badname, minus names we must not touch.
 USER_NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -222,6 +223,10 @@ class HardenSettings(BaseModel):
     fail2ban: Fail2banSettings = Fail2banSettings()
     updates: UpdatesSettings = UpdatesSettings()
     kernel: KernelSettings = KernelSettings()
+    pgbouncer: PgbouncerSettings | None = Field(
+        default=None,
+        description="PgBouncer on this host (transaction pooling; see the pgbouncer table).",
+    )
 
     @property
     def allowed_users(self) -> tuple[str, ...]:

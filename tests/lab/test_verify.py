@@ -140,11 +140,11 @@ def test_a_hardened_vps_passes_everything_applicable(
 
 
 BREAKS = [
-    # sshd: a drop-in that sorts BEFORE 00-bulwark.conf wins (sshd keeps the first value), and a
-    # Match block only `sshd -T -C user=...` sees.
+    # sshd: a drop-in sorting BEFORE 00-bulwark.conf ("00-a" < "00-b") wins (sshd keeps the
+    # first value), and a Match block only `sshd -T -C user=...` sees.
     "printf 'PermitRootLogin yes\\nPasswordAuthentication yes\\n"
     "AuthenticationMethods publickey password\\n"
-    "AllowUsers deploy root\\n' > /etc/ssh/sshd_config.d/000-break.conf",
+    "AllowUsers deploy root\\n' > /etc/ssh/sshd_config.d/00-aaa-break.conf",
     "printf '\\nMatch User deploy\\n    AllowTcpForwarding yes\\n' >> /etc/ssh/sshd_config",
     "systemctl reload ssh",
     # firewall: a port opened by hand

@@ -55,7 +55,7 @@ def test_demo_command_ends_with_the_audit_summary(
             setattr(result, key, value)
         return result
 
-    monkeypatch.setattr(cli, "run_demo", fake_run_demo)
+    monkeypatch.setattr("bulwark.demo.run_demo", fake_run_demo)  # cli imports it lazily
     monkeypatch.setattr(cli, "_print_bootstrap", lambda _report: None)
     result = CliRunner().invoke(cli.app, ["demo"])
     assert result.exit_code == 0, result.output

@@ -7,6 +7,7 @@ import pytest
 from bulwark.hosts.facts import (
     SECTION,
     Fail2banJails,
+    Fail2banState,
     FileStates,
     FirstUpgrade,
     OpensshVersion,
@@ -174,3 +175,17 @@ def test_sshd_state_reads_every_part_of_one_command() -> None:
         "weak_moduli": 31,
         "socket": False,
     }
+
+
+def test_fail2ban_state_in_one_command() -> None:
+    output = [
+        f"{SECTION}sha1",
+        "3f786850e387550fdab836ed7e6dc881de23001b",
+        f"{SECTION}jails",
+        "Status",
+        "`- Jail list:\tsshd",
+    ]
+    state = Fail2banState().process(output)
+    assert state == {"jail_sha1": "3f786850e387550fdab836ed7e6dc881de23001b", "jails": ["sshd"]}
+    stopped = Fail2banState().process([f"{SECTION}sha1", f"{SECTION}jails", "not running"])
+    assert stopped == {"jail_sha1": None, "jails": None}

@@ -14,7 +14,13 @@ from bulwark.errors import ConfigError
 from bulwark.verify import run
 from bulwark.verify.controls import CONTROLS
 from bulwark.verify.results import ControlResult, HostResult, Report
-from bulwark.verify.state import parse_sshd_t, parse_ufw, snapshot_command, split_snapshot
+from bulwark.verify.state import (
+    parse_fail2ban,
+    parse_sshd_t,
+    parse_ufw,
+    snapshot_command,
+    split_snapshot,
+)
 from bulwark.verify.suite.test_services import allowed_origin_matches, origin_matches
 
 for module in pkgutil.iter_modules(bulwark.verify.suite.__path__):
@@ -183,3 +189,18 @@ def test_target_spec_defaults() -> None:
     target = run.from_spec("root@203.0.113.9", key=None, known_hosts=Path("k"))
     assert (target.user, target.hostname, target.port) == ("root", "203.0.113.9", 22)
     assert target.settings["deploy_user"] == "deploy"
+
+
+def test_fail2ban_query_output() -> None:
+    lines = [
+        "running: yes",
+        "jails: recidive, sshd",
+        "journalmatch: [['_SYSTEMD_UNIT=sshd.service', '+', '_COMM=sshd']]",
+        "actions: ufw",
+        "port: 22",
+        "ignoreip: 127.0.0.0/8 ::1 10.0.2.2",
+    ]
+    f2b = parse_fail2ban(lines)
+    assert f2b["jails"] == "recidive, sshd"
+    assert f2b["port"] == "22"
+    assert "_COMM=sshd" in f2b["journalmatch"]

@@ -9,11 +9,10 @@ import io
 
 from pyinfra import host
 from pyinfra.api import deploy, operation
-from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
-from bulwark.hosts.facts import Fail2banJails
+from bulwark.hosts.facts import Fail2banState
 from bulwark.hosts.templates import render
 
 JAIL_LOCAL = "/etc/fail2ban/jail.local"
@@ -35,9 +34,10 @@ def jail_config(content: str, jails: list[str]):  # type: ignore[no-untyped-def]
     + content: the jail.local text
     + jails: jails that must be loaded
     """
-    current = host.get_fact(Sha1File, path=JAIL_LOCAL)
+    state = host.get_fact(Fail2banState, jail_local=JAIL_LOCAL)
+    current = state["jail_sha1"]
     wanted = hashlib.sha1(content.encode(), usedforsecurity=False).hexdigest()
-    loaded = host.get_fact(Fail2banJails)
+    loaded = state["jails"]
     if current == wanted and loaded is not None and set(jails) <= set(loaded):
         host.noop(f"fail2ban is running with jails {', '.join(sorted(loaded))}")
         return

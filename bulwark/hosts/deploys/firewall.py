@@ -3,16 +3,22 @@ exactly the declared ports open, from the declared sources; IPv6 too; logging on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyinfra import host, logger
 from pyinfra.api import deploy, operation
 from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import CommandExists, UfwStatus
-from bulwark.settings.hosts import FirewallSettings
+from bulwark.settings.hosts import FirewallSettings, HardenSettings
 
 
-def wanted_rules(fw: FirewallSettings, ssh_ports: list[int]) -> list[str]:
+def wanted_rules(
+    fw: FirewallSettings,
+    ssh_ports: list[int],
+    extra: Sequence[tuple[int, tuple[str, ...]]] = (),
+) -> list[str]:
     """The rules as `ufw show added` prints them (so current and wanted compare as strings)."""
     rules = []
     ssh_action = "limit" if fw.ssh_rate_limit else "allow"
@@ -22,6 +28,8 @@ def wanted_rules(fw: FirewallSettings, ssh_ports: list[int]) -> list[str]:
     for rule in fw.allow:
         for source in rule.sources:
             rules.append(_rule("allow", rule.port, rule.proto, source))
+    for port, sources in extra:
+        rules.extend(_rule("allow", port, "tcp", source) for source in sources)
     return list(dict.fromkeys(rules))
 
 
@@ -67,6 +75,13 @@ def ufw_rules(rules: list[str], logging: str):  # type: ignore[no-untyped-def]
         host.noop(f"ufw is active with exactly {len(rules)} declared rules")
 
 
+def service_ports(conf: HardenSettings) -> list[tuple[int, tuple[str, ...]]]:
+    """Ports the host's services (PgBouncer) open, with the sources allowed to reach them."""
+    if conf.pgbouncer is None:
+        return []
+    return [(conf.pgbouncer.port, conf.pgbouncer.client_ranges)]
+
+
 @deploy("Firewall")
 def firewall() -> None:
     conn = current()
@@ -86,6 +101,6 @@ def firewall() -> None:
     ssh_ports = sorted({conn.sshd_port, conf.ssh.port})
     ufw_rules(
         name=f"UFW: deny in, allow out, SSH on {ssh_ports}, {len(conf.firewall.allow)} more",
-        rules=wanted_rules(conf.firewall, ssh_ports),
+        rules=wanted_rules(conf.firewall, ssh_ports, service_ports(conf)),
         logging=conf.firewall.logging,
     )

@@ -1,5 +1,5 @@
 """The whole baseline, in a lockout-safe order: packages, firewall (SSH allowed first), SSH
-(guarded), fail2ban, security updates, kernel and file system.
+(guarded), fail2ban, security updates, kernel and file system, and PgBouncer when declared.
 
     pyinfra hosts/prod.py bulwark.hosts.deploys.harden.harden
 """
@@ -15,6 +15,7 @@ from bulwark.hosts.deploys.fail2ban import fail2ban
 from bulwark.hosts.deploys.firewall import firewall
 from bulwark.hosts.deploys.kernel import kernel
 from bulwark.hosts.deploys.packages import packages
+from bulwark.hosts.deploys.pgbouncer import pgbouncer
 from bulwark.hosts.deploys.ssh import ssh
 from bulwark.hosts.deploys.updates import updates
 from bulwark.hosts.inventory import preflight
@@ -38,5 +39,5 @@ def harden() -> None:
         mode="700",
         _sudo=True,
     )
-    for area in (packages, firewall, ssh, fail2ban, updates, kernel):
+    for area in (packages, firewall, ssh, fail2ban, updates, kernel, pgbouncer):
         area(_temp_dir=PYINFRA_TMP)

@@ -13,7 +13,7 @@ from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import CommandExists, TmpfsMounts
-from bulwark.hosts.operations import ConfigFile, config_files, no_setuid, root_only, units_running
+from bulwark.hosts.operations import ConfigFile, config_files, permissions, units_running
 from bulwark.hosts.templates import render
 
 MOUNT_OPTIONS = ("nodev", "nosuid", "noexec")
@@ -109,17 +109,14 @@ def kernel() -> None:
     chrony = host.get_fact(CommandExists, program="chronyd")
     timesync = "chrony.service" if chrony else "systemd-timesyncd.service"
     units_running(name=f"Time sync: {timesync}", units=[timesync])
-    root_only(
-        name="sshd_config and cron readable by root only",
-        paths={
+    permissions(
+        name="sshd_config and cron root's only; ssh-keysign not setuid (host-based auth is off)",
+        root_only={
             "/etc/ssh/sshd_config": "600",
             "/etc/crontab": "600",
             **{f"/etc/cron.{d}": "700" for d in ("hourly", "daily", "weekly", "monthly", "d")},
         },
-    )
-    no_setuid(
-        name="ssh-keysign is not setuid (host-based authentication is off)",
-        paths=["/usr/lib/openssh/ssh-keysign"],
+        no_setuid=["/usr/lib/openssh/ssh-keysign"],
     )
     sudoers_defaults(
         name="sudo: a pty for every command, and a log file",

@@ -1,0 +1,1 @@
+"""The transaction pooler: what apps meet behind it."""

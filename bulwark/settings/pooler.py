@@ -1,0 +1,119 @@
+"""PgBouncer on a host (the `bulwark.pgbouncer` key of host data): every setting declared once,
+with its default and reason. Pool sizes come from bulwark/budget.py when not given."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bulwark.budget import Clients
+
+
+class PoolerDatabase(BaseModel):
+    """One database PgBouncer pools connections to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Database name.")
+    host: str = Field(default="127.0.0.1", description="Postgres host, as PgBouncer reaches it.")
+    port: int = Field(default=5432, ge=1, le=65535, description="Postgres port.")
+    user: str = Field(
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="The role the app connects as."
+    )
+    password_file: str = Field(
+        description="File on the controller holding the role's password (never in the repo); "
+        "its SCRAM verifier is what reaches the host."
+    )
+
+
+class PgbouncerSettings(BaseModel):
+    """PgBouncer in transaction mode, listening on the private address only."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    listen_address: str = Field(
+        description="The host's private address PgBouncer listens on (never 0.0.0.0)."
+    )
+    port: int = Field(default=6432, ge=1024, le=65535, description="PgBouncer's port.")
+    pool_mode: Literal["transaction"] = Field(
+        default="transaction",
+        description="Transaction pooling: what lets thousands of app connections share a few "
+        "server connections.",
+    )
+    client_ranges: tuple[str, ...] = Field(
+        min_length=1, description="CIDRs UFW lets reach PgBouncer (the app's subnet)."
+    )
+    databases: tuple[PoolerDatabase, ...] = Field(
+        min_length=1, description="What PgBouncer pools: one pool per (database, user)."
+    )
+    clients: Clients = Field(
+        default=Clients(
+            max_instances=10, rollout_surge_percent=100, workers_per_instance=2, pool_per_worker=5
+        ),
+        description="The app side of the connection budget (instances, surge, workers, pool).",
+    )
+    max_client_conn: int | None = Field(
+        default=None, ge=1, description="Client limit; default: the budget's worst case."
+    )
+    default_pool_size: int = Field(
+        default=20, ge=1, description="Server connections per (database, user) pool."
+    )
+    server_max_connections: int = Field(
+        default=100, ge=2, description="Postgres max_connections the pools must fit in."
+    )
+    reserved_connections: int = Field(
+        default=5, ge=0, description="Slots left for superusers and maintenance."
+    )
+    max_prepared_statements: int = Field(
+        default=200,
+        ge=0,
+        description="Prepared statements PgBouncer tracks per connection (PgBouncer >= 1.21; "
+        "ignored before).",
+    )
+    local_postgres: bool = Field(
+        default=False,
+        description="Also install PostgreSQL on this host, bound to localhost (lab and dev).",
+    )
+
+    @field_validator("listen_address")
+    @classmethod
+    def _private(cls, value: str) -> str:
+        address = ipaddress.ip_address(value)
+        if address.is_unspecified:
+            raise ValueError("must be the host's private address, not 0.0.0.0 / ::")
+        if address.is_global:
+            raise ValueError(f"{value} is a public address: PgBouncer listens on a private one")
+        return value
+
+    @field_validator("client_ranges")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            network = ipaddress.ip_network(cidr, strict=False)
+            if network.prefixlen == 0:
+                raise ValueError(f"{cidr} opens PgBouncer to the whole internet")
+        return value
+
+    @model_validator(mode="after")
+    def _budget(self) -> PgbouncerSettings:
+        servers = len(self.databases) * self.default_pool_size
+        usable = self.server_max_connections - self.reserved_connections
+        if servers > usable:
+            raise ValueError(
+                f"{len(self.databases)} pool(s) x default_pool_size {self.default_pool_size} = "
+                f"{servers} server connections exceed max_connections "
+                f"{self.server_max_connections} - {self.reserved_connections} reserved = {usable}:"
+                " lower default_pool_size"
+            )
+        if self.max_client_conn is not None and self.max_client_conn < self.clients.worst_case:
+            raise ValueError(
+                f"max_client_conn {self.max_client_conn} is below the app's worst case "
+                f"{self.clients.explain()}: raise it or shrink the app's pools"
+            )
+        return self
+
+    @property
+    def client_limit(self) -> int:
+        return self.max_client_conn or self.clients.worst_case
