@@ -43,6 +43,20 @@ print("ignoreip: " + " ".join(map(str, ask("get", "sshd", "ignoreip") or [])))
 """
 
 
+# Programs that need no setuid/setgid bit on a server (dev-sec linux-baseline os-06).
+SUID_DENYLIST = frozenset(
+    {
+        "/usr/bin/rcp", "/usr/bin/rlogin", "/usr/bin/rsh", "/usr/libexec/openssh/ssh-keysign",
+        "/usr/lib/openssh/ssh-keysign", "/sbin/netreport", "/usr/sbin/usernetctl",
+        "/usr/sbin/userisdnctl", "/usr/sbin/pppd", "/usr/bin/lockfile", "/usr/bin/mail-lock",
+        "/usr/bin/mail-unlock", "/usr/bin/mail-touchlock", "/usr/bin/dotlockfile",
+        "/usr/bin/arping", "/usr/sbin/arping", "/usr/sbin/uuidd", "/usr/bin/mtr",
+        "/usr/lib/pt_chown", "/usr/lib/eject/dmcrypt-get-device", "/usr/lib/mc/cons.saver",
+        "/usr/lib/evolution/camel-lock-helper-1.2",
+    }
+)  # fmt: skip
+
+
 def snapshot_parts(users: list[str]) -> dict[str, str]:
     """Every source the controls read: name -> shell command (run as root)."""
     parts = {
@@ -72,7 +86,7 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         "fail2ban": f"python3 -c {shlex.quote(FAIL2BAN_QUERY)} 2>&1",
         "units": (
             "for u in fail2ban ufw unattended-upgrades apt-daily.timer apt-daily-upgrade.timer "
-            "systemd-timesyncd chrony ntp ntpsec openntpd auditd; do "
+            "systemd-timesyncd chrony ntp ntpsec openntpd auditd pgbouncer postgresql; do "
             'echo "$u $(systemctl is-enabled $u 2>/dev/null || echo absent) '
             '$(systemctl is-active $u 2>/dev/null || true)"; done'
         ),
@@ -94,16 +108,25 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
             'echo "$u $(stat -c \'%a %U\' "$f") $f"; done; done'
         ),
         "listen": "ss -Htulpn 2>/dev/null",
-        "suid": ("find / -xdev \\( -perm -4000 -o -perm -2000 \\) -type f 2>/dev/null"),
+        # dev-sec os-06 is a denylist: stat those programs rather than walk the file system.
+        "suid": (
+            f"for f in {' '.join(sorted(SUID_DENYLIST))}; do "
+            '{ [ -u "$f" ] || [ -g "$f" ]; } && echo "$f"; done; true'
+        ),
         "rhosts": (
             "find / -maxdepth 3 \\( -iname .rhosts -o -iname .netrc -o -iname .shosts \\) "
             "2>/dev/null"
         ),
-        "modprobe": (
-            "for m in cramfs freevxfs jffs2 hfs hfsplus squashfs udf vfat usb-storage dccp sctp "
-            'rds tipc; do echo "$m $(modprobe -n -v $m 2>&1 | tail -1)"; done'
-        ),
+        # modprobe's effective configuration, once: which modules run a command instead.
+        "modprobe": "modprobe -c 2>/dev/null | grep -E '^install '",
         "lsmod": "cut -d' ' -f1 /proc/modules",
+        "pgbouncer-ini": "grep -vE '^\\s*(;|#|$)' /etc/pgbouncer/pgbouncer.ini 2>/dev/null",
+        # Each user's name and the first characters of its secret: enough to tell a SCRAM
+        # verifier from a plaintext password without the secret ever leaving the host.
+        "pgbouncer-users": (
+            "awk -F'\"' 'NF >= 4 {print $2, substr($4, 1, 14)}' /etc/pgbouncer/userlist.txt "
+            "2>/dev/null"
+        ),
         "cpu-vulns": "grep -H . /sys/devices/system/cpu/vulnerabilities/* 2>/dev/null",
         "entropy": "cat /proc/sys/kernel/random/entropy_avail",
         "cpu-flags": "grep -m1 '^flags' /proc/cpuinfo",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,38 @@ def policy_with_extra_kex(builtin: str, kex: str, path: Path) -> Path:
         lines.append("allow_hostkey_subset_and_reordering = true")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+POOLER_PORT = 6432
+
+
+def pgbouncer_settings(vm: LabVM, password: str) -> dict[str, Any]:
+    """PgBouncer with a local Postgres on a lab VM: it listens on the guest's own address
+    (qemu's user network gives it 10.0.2.15) and UFW lets only the controller (10.0.2.2) in.
+    The pool is smaller than the check's client count, as in production under load."""
+    secret = vm.directory / "app-password"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    return {
+        "listen_address": "10.0.2.15",
+        "client_ranges": ["10.0.2.2/32"],
+        "local_postgres": True,
+        "default_pool_size": 5,
+        "databases": [{"name": "app", "user": "app", "password_file": str(secret)}],
+    }
+
+
+def pooler_check(vm: LabVM, password: str, threshold: str) -> tuple[int, dict[str, Any]]:
+    """`bulwark pooler check` from the controller through the VM's forwarded PgBouncer port."""
+    exe = Path(sys.executable).with_name("bulwark")
+    dsn = f"host=127.0.0.1 port={vm.port(POOLER_PORT)} dbname=app user=app"
+    done = subprocess.run(
+        [str(exe), "pooler", "check", dsn, "--prepare-threshold", threshold, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "PGPASSWORD": password},
+    )
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    return done.returncode, json.loads(done.stdout)

@@ -1,11 +1,14 @@
-"""`bulwark verify` on a real lab VPS: fresh (fails what it should, with evidence), hardened
-(passes everything applicable, the brute-force probe included), then broken on purpose in every
-control family (verification catches each), and an impostor host key (refused). One VM, in order.
+"""`bulwark verify` on a real lab VPS: fresh (fails what it should, with evidence), hardened with
+PgBouncer in front of a local Postgres (passes everything applicable, the brute-force probe
+included), `bulwark pooler check` against PgBouncer 1.18, a second harden run, then broken on
+purpose in every control family (verification catches each), and an impostor host key
+(refused). One VM, in order.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -34,7 +37,12 @@ SETTINGS: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def vm(lab_vms: Boot) -> LabVM:
-    return lab_vms(distro="bookworm", forwards=(PROBE_PORT,))
+    return lab_vms(distro="bookworm", forwards=(PROBE_PORT, helpers.POOLER_PORT))
+
+
+@pytest.fixture(scope="module")
+def app_password() -> str:
+    return secrets.token_urlsafe(18)
 
 
 def verify(*args: str | Path, out: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
@@ -96,11 +104,15 @@ def test_a_fresh_vps_fails_what_it_should(vm: LabVM, tmp_path: Path) -> None:
     assert controls["trust-host-key-pinned"]["status"] == "pass"
 
 
+def settings(vm: LabVM, password: str) -> dict[str, Any]:
+    return {**SETTINGS, "pgbouncer": helpers.pgbouncer_settings(vm, password)}
+
+
 @pytest.fixture(scope="module")
-def inventory(vm: LabVM) -> Path:
+def inventory(vm: LabVM, app_password: str) -> Path:
     key, _ = ensure_key(vm.directory / "operator_ed25519")
     bootstrap(vm.target, vm.root_login(), DeployUser(), key, TrustStore(vm.directory))
-    inv = helpers.inventory(vm, key, SETTINGS)
+    inv = helpers.inventory(vm, key, settings(vm, app_password))
     done = helpers.harden(inv)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     return inv
@@ -139,6 +151,26 @@ def test_a_hardened_vps_passes_everything_applicable(
     assert all("devsec" in c["references"] for c in controls.values())
 
 
+def test_pooler_check_on_pgbouncer_1_18(vm: LabVM, inventory: Path, app_password: str) -> None:
+    code, found = helpers.pooler_check(vm, app_password, "5")
+    assert code == 1, found  # psycopg's default is unsafe behind PgBouncer 1.18 ...
+    kinds = " ".join(found["tested"]["errors"])
+    assert "prepared statement" in kinds, found["tested"]["errors"]
+    assert found["unprepared"]["errors"] == {}, found["unprepared"]  # ... and None is safe
+    assert "UNSAFE" in found["verdict"]
+    code, found = helpers.pooler_check(vm, app_password, "none")
+    assert code == 0, found
+    assert found["tested"]["ok"] > 0
+
+
+def test_a_second_harden_with_pgbouncer_changes_nothing(
+    vm: LabVM, operator: KeyPair, inventory: Path, app_password: str
+) -> None:
+    again = helpers.harden(helpers.inventory(vm, operator, settings(vm, app_password)))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert helpers.changed_ops(again.stdout) == 0, again.stdout[-4000:]
+
+
 BREAKS = [
     # sshd: a drop-in sorting BEFORE 00-bulwark.conf ("00-a" < "00-b") wins (sshd keeps the
     # first value), and a Match block only `sshd -T -C user=...` sees.
@@ -163,6 +195,8 @@ BREAKS = [
     "useradd -M -s /usr/sbin/nologin breaker && passwd -qd breaker",
     # an unexpected listener
     "nohup python3 -m http.server 9999 >/dev/null 2>&1 &",
+    # the pooler: session mode (starves the pool at scale)
+    "sed -i 's/^pool_mode = .*/pool_mode = session/' /etc/pgbouncer/pgbouncer.ini",
 ]
 CAUGHT = {
     "ssh-permit-root-login",
@@ -182,6 +216,7 @@ CAUGHT = {
     "probe-root-login-refused",
     "probe-no-password-methods",
     "probe-undeclared-port-unreachable",
+    "pooler-transaction-mode",
 }
 
 

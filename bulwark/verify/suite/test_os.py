@@ -10,7 +10,7 @@ import pytest
 
 from bulwark.settings.hosts import HardenSettings
 from bulwark.verify.controls import control, not_applicable
-from bulwark.verify.state import HostState
+from bulwark.verify.state import SUID_DENYLIST, HostState
 
 # path -> (mode, owner, group); None in a slot means "any".
 FILE_MODES: list[tuple[str, str, str, str | None, str, str]] = [
@@ -145,17 +145,6 @@ def test_trusted_hosts(state: HostState) -> None:
     assert "/etc/hosts.equiv" not in state.stats, "/etc/hosts.equiv exists"
     found = [line for line in state.lines("rhosts") if line.strip()]
     assert not found, f"found {', '.join(found)}"
-
-
-SUID_DENYLIST = {
-    "/usr/bin/rcp", "/usr/bin/rlogin", "/usr/bin/rsh", "/usr/libexec/openssh/ssh-keysign",
-    "/usr/lib/openssh/ssh-keysign", "/sbin/netreport", "/usr/sbin/usernetctl",
-    "/usr/sbin/userisdnctl", "/usr/sbin/pppd", "/usr/bin/lockfile", "/usr/bin/mail-lock",
-    "/usr/bin/mail-unlock", "/usr/bin/mail-touchlock", "/usr/bin/dotlockfile", "/usr/bin/arping",
-    "/usr/sbin/arping", "/usr/sbin/uuidd", "/usr/bin/mtr", "/usr/lib/pt_chown",
-    "/usr/lib/eject/dmcrypt-get-device", "/usr/lib/mc/cons.saver",
-    "/usr/lib/evolution/camel-lock-helper-1.2",
-}  # fmt: skip
 
 
 @control(
@@ -300,6 +289,8 @@ EXPECTED_UDP = {68, 546}
 )
 def test_listeners(state: HostState, expected: HardenSettings) -> None:
     declared = {(expected.ssh.port, "tcp")} | {(r.port, r.proto) for r in expected.firewall.allow}
+    if expected.pgbouncer is not None:
+        declared.add((expected.pgbouncer.port, "tcp"))
     unexpected = []
     for line in state.lines("listen"):
         fields = line.split()

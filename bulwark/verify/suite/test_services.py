@@ -18,6 +18,9 @@ def declared_rules(expected: HardenSettings) -> set[tuple[str, str, str]]:
     }
     for rule in expected.firewall.allow:
         rules |= {(f"{rule.port}/{rule.proto}", "ALLOW IN", _source(s)) for s in rule.sources}
+    if expected.pgbouncer is not None:
+        pooler = expected.pgbouncer
+        rules |= {(f"{pooler.port}/tcp", "ALLOW IN", _source(s)) for s in pooler.client_ranges}
     return rules
 
 

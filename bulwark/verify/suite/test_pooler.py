@@ -1,0 +1,114 @@
+"""The transaction pooler, where one is declared: PgBouncer's effective mode, listening address,
+auth method and firewall, and a local Postgres that stays on loopback."""
+
+from __future__ import annotations
+
+import re
+
+from bulwark.settings.hosts import HardenSettings
+from bulwark.settings.pooler import PgbouncerSettings
+from bulwark.verify.controls import control, not_applicable
+from bulwark.verify.state import HostState
+
+
+def pooler(expected: HardenSettings) -> PgbouncerSettings:
+    if expected.pgbouncer is None:
+        not_applicable("no PgBouncer is declared for this host")
+    assert expected.pgbouncer is not None
+    return expected.pgbouncer
+
+
+def ini(state: HostState) -> dict[str, str]:
+    found = {}
+    for line in state.lines("pgbouncer-ini"):
+        key, sep, value = line.partition("=")
+        if sep:
+            found[key.strip()] = value.strip()
+    return found
+
+
+def listeners(state: HostState, process: str) -> list[str]:
+    return [
+        line.split()[4]
+        for line in state.lines("listen")
+        if line.startswith("tcp") and f'"{process}"' in line and len(line.split()) > 4
+    ]
+
+
+@control(
+    "pooler-service",
+    "PgBouncer runs and starts at boot",
+    rationale="A pooler that is down takes every app connection with it.",
+)
+def test_pooler_service(state: HostState, expected: HardenSettings) -> None:
+    pooler(expected)
+    enabled, active = state.units.get("pgbouncer", ("absent", ""))
+    assert (enabled, active) == ("enabled", "active"), f"pgbouncer.service is {enabled}/{active}"
+
+
+@control(
+    "pooler-transaction-mode",
+    "PgBouncer pools in transaction mode",
+    rationale="Session pooling holds a server connection per client: the pool starves at scale.",
+)
+def test_pooler_transaction_mode(state: HostState, expected: HardenSettings) -> None:
+    pooler(expected)
+    mode = ini(state).get("pool_mode", "session (default)")
+    assert mode == "transaction", f"pgbouncer.ini pool_mode = {mode}"
+
+
+@control(
+    "pooler-listen-private",
+    "PgBouncer listens on the declared private address only",
+    rationale="A pooler on a public interface is a database on the internet.",
+)
+def test_pooler_listen_private(state: HostState, expected: HardenSettings) -> None:
+    conf = pooler(expected)
+    found = sorted(listeners(state, "pgbouncer"))
+    wanted = f"{conf.listen_address}:{conf.port}"
+    assert found == [wanted], f"pgbouncer listens on {found or 'nothing'} (want {wanted})"
+
+
+@control(
+    "pooler-auth-scram",
+    "PgBouncer authenticates clients with SCRAM-SHA-256 and stores no plaintext password",
+    rationale="md5 and plain auth let a captured hash or file log in anywhere.",
+)
+def test_pooler_auth_scram(state: HostState, expected: HardenSettings) -> None:
+    pooler(expected)
+    auth = ini(state).get("auth_type", "?")
+    assert auth == "scram-sha-256", f"pgbouncer.ini auth_type = {auth}"
+    # The snapshot carries each user's name and the first characters of its secret only.
+    entries = [line.split() for line in state.lines("pgbouncer-users") if line.strip()]
+    weak = [e[0] for e in entries if len(e) < 2 or not e[1].startswith("SCRAM-SHA-256$")]
+    assert entries, "userlist.txt holds no users"
+    assert not weak, f"userlist.txt holds non-SCRAM secrets for {', '.join(weak)}"
+
+
+@control(
+    "pooler-firewall",
+    "UFW lets only the declared client ranges reach PgBouncer",
+    rationale="The pooler port open to anyone undoes the private address.",
+)
+def test_pooler_firewall(state: HostState, expected: HardenSettings) -> None:
+    conf = pooler(expected)
+    to = f"{conf.port}/tcp"
+    sources = sorted(r.source for r in state.ufw["rules"] if r.to == to and not r.v6)
+    assert sources == sorted(conf.client_ranges), (
+        f"ufw lets {sources or 'nobody'} reach {to} (want {sorted(conf.client_ranges)})"
+    )
+
+
+@control(
+    "pooler-postgres-local",
+    "The local Postgres behind PgBouncer listens on loopback only",
+    rationale="Apps go through the pooler; a directly reachable Postgres bypasses its limits.",
+)
+def test_pooler_postgres_local(state: HostState, expected: HardenSettings) -> None:
+    conf = pooler(expected)
+    if not conf.local_postgres:
+        not_applicable("Postgres is not on this host")
+    found = listeners(state, "postgres")
+    outside = [a for a in found if not re.match(r"^(127\.|\[::1\]|::1)", a)]
+    assert found, "no postgres listener found"
+    assert not outside, f"postgres listens on {outside}"
