@@ -1,9 +1,11 @@
-"""Hardening on Debian 13 (OpenSSH 10, post-quantum key exchange) on a real lab VPS."""
+"""Hardening on Debian 13 (OpenSSH 10, post-quantum key exchange) on a real lab VPS, with
+PgBouncer 1.24 in front of a local Postgres: `bulwark pooler check` there, then verification."""
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from bulwark.hosts.sshcrypto import PARAMIKO_KEX
 from bulwark.lab.pytest_plugin import Boot
 from bulwark.lab.vm import LabVM
 from bulwark.settings.hosts import DeployUser
+from tests.lab import helpers
 from tests.lab.helpers import changed_ops, harden, inventory, policy_with_extra_kex, ssh_audit
 
 # ssh-audit's probes (deliberately mismatched algorithms) look like a scanner to fail2ban; an
@@ -29,7 +32,17 @@ SETTINGS = {"fail2ban": {"ignoreip": ["10.0.2.2"]}}
 
 @pytest.fixture(scope="module")
 def vm(lab_vms: Boot) -> LabVM:
-    return lab_vms(distro="trixie", forwards=(8080,))  # 8080: verify's undeclared-port probe
+    # 8080: verify's undeclared-port probe; 6432: PgBouncer.
+    return lab_vms(distro="trixie", forwards=(8080, helpers.POOLER_PORT))
+
+
+@pytest.fixture(scope="module")
+def app_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def settings(vm: LabVM, password: str) -> dict[str, object]:
+    return {**SETTINGS, "pgbouncer": helpers.pgbouncer_settings(vm, password)}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +53,8 @@ def operator(vm: LabVM) -> KeyPair:
 
 
 @pytest.fixture(scope="module")
-def hardened(vm: LabVM, operator: KeyPair) -> subprocess.CompletedProcess[str]:
-    return harden(inventory(vm, operator, SETTINGS))
+def hardened(vm: LabVM, operator: KeyPair, app_password: str) -> subprocess.CompletedProcess[str]:
+    return harden(inventory(vm, operator, settings(vm, app_password)))
 
 
 def test_trixie_hardens(
@@ -58,20 +71,32 @@ def test_trixie_hardens(
         assert "origin=Debian,codename=trixie-security,label=Debian-Security" in dry
 
 
+def test_pooler_check_on_pgbouncer_1_24(vm: LabVM, hardened: object, app_password: str) -> None:
+    # PgBouncer >= 1.22 with max_prepared_statements tracks psycopg's prepares, and the
+    # controller's libpq (psycopg's wheel bundles >= 17) closes them: the defaults are safe.
+    code, found = helpers.pooler_check(vm, app_password, "5")
+    assert code == 0, found
+    assert found["tested"]["errors"] == {}, found["tested"]
+    assert found["unprepared"]["errors"] == {}, found["unprepared"]
+    assert "is safe here" in found["verdict"]
+
+
 def test_trixie_second_run_changes_nothing(
-    vm: LabVM, operator: KeyPair, hardened: subprocess.CompletedProcess[str]
+    vm: LabVM, operator: KeyPair, hardened: subprocess.CompletedProcess[str], app_password: str
 ) -> None:
-    again = harden(inventory(vm, operator, SETTINGS))
+    again = harden(inventory(vm, operator, settings(vm, app_password)))
     assert again.returncode == 0, again.stdout[-3000:]
     assert changed_ops(again.stdout) == 0, again.stdout[-4000:]
 
 
-def test_trixie_verifies(vm: LabVM, operator: KeyPair, hardened: object, tmp_path: Path) -> None:
+def test_trixie_verifies(
+    vm: LabVM, operator: KeyPair, hardened: object, tmp_path: Path, app_password: str
+) -> None:
     exe = Path(sys.executable).with_name("bulwark")
     out = tmp_path / "verify.json"
+    inv = inventory(vm, operator, settings(vm, app_password))
     done = subprocess.run(
-        [str(exe), "verify", str(inventory(vm, operator, SETTINGS)), "--probe-key",
-         str(vm.root_key_path), "--json", str(out)],
+        [str(exe), "verify", str(inv), "--probe-key", str(vm.root_key_path), "--json", str(out)],
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     (host,) = json.loads(out.read_text())["hosts"]
