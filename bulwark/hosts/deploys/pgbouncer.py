@@ -158,7 +158,8 @@ def check_command(conf: PgbouncerSettings) -> str:
     """Start a throwaway PgBouncer on the staged config (other port, no socket, no pid file):
     a config it rejects makes it exit at once; one it accepts keeps it running until timeout."""
     staged = f"{INI}.bulwark-new"
-    probe = f"{STAGE}/pgbouncer-check.ini"
+    # Next to the live config: the postgres user must reach it (bulwark's upload dir is 700).
+    probe = f"{INI}.bulwark-check"
     edits = " ".join(
         f"-e {shlex.quote(e)}"
         for e in (
