@@ -90,11 +90,16 @@ class PgbouncerSettings(BaseModel):
     @field_validator("client_ranges")
     @classmethod
     def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Written the way UFW prints them (a single host without /32), so the declared and
+        the applied rules compare equal."""
+        normalised = []
         for cidr in value:
             network = ipaddress.ip_network(cidr, strict=False)
             if network.prefixlen == 0:
                 raise ValueError(f"{cidr} opens PgBouncer to the whole internet")
-        return value
+            single = network.prefixlen == network.max_prefixlen
+            normalised.append(str(network.network_address) if single else str(network))
+        return tuple(normalised)
 
     @model_validator(mode="after")
     def _budget(self) -> PgbouncerSettings:

@@ -127,3 +127,9 @@ def test_prepare_threshold_option(text: str, value: int | None) -> None:
 def test_a_bad_prepare_threshold_is_refused() -> None:
     with pytest.raises(ConfigError, match="--prepare-threshold"):
         parse_threshold("maybe")
+
+
+def test_client_ranges_are_written_as_ufw_prints_them() -> None:
+    conf = harden_settings(pgbouncer(client_ranges=["10.0.2.2/32", "10.8.0.7/24"])).pgbouncer
+    assert conf is not None
+    assert conf.client_ranges == ("10.0.2.2", "10.8.0.0/24")
