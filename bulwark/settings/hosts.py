@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bulwark.errors import ConfigError
+from bulwark.settings.net import ufw_source
 from bulwark.settings.pooler import PgbouncerSettings
 
 # What useradd accepts on Debian and Ubuntu without --badname, minus names we must not touch.
@@ -130,6 +131,11 @@ class FirewallRule(BaseModel):
     sources: tuple[str, ...] = Field(default=("any",), description="CIDRs allowed, or 'any'.")
     comment: str = ""
 
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(ufw_source(v) for v in value)
+
 
 class FirewallSettings(BaseModel):
     """UFW: default deny in, allow out; SSH allowed and rate-limited before it is enabled."""
@@ -142,6 +148,12 @@ class FirewallSettings(BaseModel):
     ssh_sources: tuple[str, ...] = Field(
         default=("any",), description="Where SSH may come from (CIDRs, or 'any')."
     )
+
+    @field_validator("ssh_sources")
+    @classmethod
+    def _ssh_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(ufw_source(v) for v in value)
+
     ssh_rate_limit: bool = Field(
         default=True, description="ufw limit on SSH: 6 connections in 30 s per source."
     )

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bulwark.budget import Clients
+from bulwark.settings.net import ufw_source
 
 
 class PoolerDatabase(BaseModel):
@@ -92,14 +93,10 @@ class PgbouncerSettings(BaseModel):
     def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         """Written the way UFW prints them (a single host without /32), so the declared and
         the applied rules compare equal."""
-        normalised = []
         for cidr in value:
-            network = ipaddress.ip_network(cidr, strict=False)
-            if network.prefixlen == 0:
+            if cidr == "any" or ipaddress.ip_network(cidr, strict=False).prefixlen == 0:
                 raise ValueError(f"{cidr} opens PgBouncer to the whole internet")
-            single = network.prefixlen == network.max_prefixlen
-            normalised.append(str(network.network_address) if single else str(network))
-        return tuple(normalised)
+        return tuple(ufw_source(cidr) for cidr in value)
 
     @model_validator(mode="after")
     def _budget(self) -> PgbouncerSettings:
