@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,27 @@ def from_data(name: str, data: dict[str, Any]) -> InventoryHost:
     )
 
 
+def _pyinfra_inventory_loader() -> Callable[..., Any]:
+    """pyinfra's own inventory loader, imported without the gevent `monkey.patch_all()` that
+    `pyinfra_cli/__init__.py` runs for pyinfra's CLI: patching a process that already has
+    threads (Pulumi's gRPC mock servers, pytest's) deadlocks it. Loading an inventory opens no
+    connection; the deploys themselves run in a separate `python -m pyinfra` process."""
+    from gevent import monkey  # noqa: PLC0415
+
+    patch_all = monkey.patch_all
+    monkey.patch_all = lambda *args, **kwargs: None
+    try:
+        from pyinfra_cli.inventory import make_inventory  # noqa: PLC0415
+    finally:
+        monkey.patch_all = patch_all
+    return make_inventory  # type: ignore[no-any-return]
+
+
 def load(path: Path, limit: str | None = None) -> list[InventoryHost]:
     """The inventory's hosts (optionally those matching `limit`), validated; raises ConfigError."""
     if not path.is_file():
         raise ConfigError(f"inventory {path} does not exist: pass a pyinfra inventory file")
-    # Imported here: pyinfra_cli monkey-patches the whole process for gevent on import, which
-    # every other bulwark command (Pulumi's gRPC mocks above all) must not inherit.
-    from pyinfra_cli.inventory import make_inventory  # noqa: PLC0415
+    make_inventory = _pyinfra_inventory_loader()
 
     try:
         # pyinfra's loader expects the config and state contexts its CLI sets up first.
