@@ -14,6 +14,7 @@ REQUIRED = {
     "qemu-img": "qemu-utils",
     "debootstrap": "debootstrap",
     "mkfs.ext4": "e2fsprogs",
+    "ssh": "openssh-client",  # the demo verifies its VM over OpenSSH (bulwark verify)
 }
 
 
@@ -22,7 +23,7 @@ def missing_tools() -> dict[str, str]:
 
 
 def ensure_tools(*, install: bool = True) -> None:
-    """Make sure qemu, qemu-img, debootstrap and mkfs.ext4 are on PATH.
+    """Make sure qemu, qemu-img, debootstrap, mkfs.ext4 and ssh are on PATH.
 
     As root they are installed with apt; otherwise the error names the packages to install.
     """

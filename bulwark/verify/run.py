@@ -4,6 +4,7 @@ ssh backend, one multiplexed connection per host), and collect the results."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -139,6 +140,11 @@ def run_verify(
     select: str | None = None,
 ) -> Report:
     """Verify every target; the Report has one HostResult per target, trust control first."""
+    if shutil.which("ssh") is None:
+        raise ConfigError(
+            "bulwark verify connects with the OpenSSH client, which is not installed: "
+            "`sudo apt-get install openssh-client`"
+        )
     for key in probe_keys or []:
         if not key.is_file():
             raise ConfigError(f"--probe-key {key} does not exist")
