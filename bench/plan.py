@@ -5,11 +5,7 @@
 Each stack is planned by a fresh `bulwark plan --stack S --json` process, the way a user or CI
 runs it, and the three medians are summed. Python's bytecode cache decides most of it (about
 8 MB of pulumi_gcp source is compiled on an uncached import), so both states are measured in
-isolation from the venv's own `__pycache__` folders:
-
-- cold: an empty PYTHONPYCACHEPREFIX and PYTHONDONTWRITEBYTECODE=1, so every import compiles
-  from source (a fresh install by uv, which does not compile bytecode by default);
-- warm: a PYTHONPYCACHEPREFIX filled by one untimed run (any later run on a normal install).
+isolation from the venv's own `__pycache__` folders (cold and warm: see bench/bytecode.py).
 
 Then one `bulwark plan -s dev -s staging -s prod` process (how CI plans every stack), and the
 same in-process split into import time and per-stack time.
@@ -20,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bytecode import env_for
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ("dev", "staging", "prod")
@@ -42,14 +39,6 @@ for stack in ("dev", "staging", "prod"):
     runs[stack] = [time.perf_counter() - start, len(plan.resources)]
 print(json.dumps({"import": t1 - t0, "runs": runs}))
 """
-
-
-def env_for(cache: Path, write: bool) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(cache))
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    if not write:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
 
 
 def timed_plan(stacks: tuple[str, ...], env: dict[str, str]) -> float:
