@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -57,6 +58,28 @@ SUID_DENYLIST = frozenset(
 )  # fmt: skip
 
 
+UNITS = (
+    "fail2ban ufw unattended-upgrades apt-daily.timer apt-daily-upgrade.timer systemd-timesyncd "
+    "chrony ntp ntpsec openntpd auditd pgbouncer postgresql"
+)
+# `systemctl show` prints one block per unit, in the order asked, blank-line separated.
+UNITS_AWK = """
+BEGIN { RS = ""; split(names, name, " ") }
+{
+    load = ""; file = ""; active = ""
+    for (i = 1; i <= NF; i++) {
+        split($i, kv, "=")
+        if (kv[1] == "LoadState") load = kv[2]
+        else if (kv[1] == "UnitFileState") file = kv[2]
+        else if (kv[1] == "ActiveState") active = kv[2]
+    }
+    if (load == "not-found") file = "absent"
+    else if (file == "") file = "unknown"
+    print name[NR], file, active
+}
+"""
+
+
 def snapshot_parts(users: list[str]) -> dict[str, str]:
     """Every source the controls read: name -> shell command (run as root)."""
     parts = {
@@ -84,11 +107,11 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         # One Python start asks the running server everything (fail2ban-client would cost one
         # start per question, about a second each on a small or emulated host).
         "fail2ban": f"python3 -c {shlex.quote(FAIL2BAN_QUERY)} 2>&1",
+        # One systemctl for every unit (two per unit cost a second or more on a small host),
+        # printed as "name unit-file-state active-state" in the order asked.
         "units": (
-            "for u in fail2ban ufw unattended-upgrades apt-daily.timer apt-daily-upgrade.timer "
-            "systemd-timesyncd chrony ntp ntpsec openntpd auditd pgbouncer postgresql; do "
-            'echo "$u $(systemctl is-enabled $u 2>/dev/null || echo absent) '
-            '$(systemctl is-active $u 2>/dev/null || true)"; done'
+            f"systemctl show -p LoadState -p UnitFileState -p ActiveState {UNITS} 2>/dev/null | "
+            f"awk -v names={shlex.quote(UNITS)} {shlex.quote(UNITS_AWK)}"
         ),
         "apt-config": "apt-config dump 2>/dev/null | grep -E '^(Unattended-Upgrade|APT::Periodic)'",
         "apt-policy": "apt-cache policy 2>/dev/null | grep -E '^ +release '",
@@ -102,8 +125,8 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         "stat": f"stat -c '%n %a %U %G %F' {stats} 2>/dev/null",
         "authkeys": (
             # Accounts with a login shell (listed in /etc/shells) and their key files.
-            'awk -F: \'{print $1":"$6":"$7}\' /etc/passwd | while IFS=: read -r u h s; do '
-            'grep -qxF "$s" /etc/shells || continue; for f in "$h" "$h/.ssh" '
+            "awk -F: 'NR == FNR { shells[$0] = 1; next } ($7 in shells) { print $1 \":\" $6 }' "
+            '/etc/shells /etc/passwd | while IFS=: read -r u h; do for f in "$h" "$h/.ssh" '
             '"$h/.ssh/authorized_keys" "$h/.ssh/authorized_keys2"; do [ -e "$f" ] && '
             'echo "$u $(stat -c \'%a %U\' "$f") $f"; done; done'
         ),
@@ -218,13 +241,25 @@ class HostState:
         self.deploy_user = deploy_user
         self.users = ["root", deploy_user, UNKNOWN_USER]
         self.read_at = 0.0  # the controller's clock when the snapshot was requested
+        self._reading: Future[dict[str, list[str]]] | None = None
+
+    def start(self) -> None:
+        """Begin reading the snapshot in the background (the outside probes run meanwhile)."""
+        if self._reading is None:
+            self.read_at = time.time()
+            pool = ThreadPoolExecutor(max_workers=1)
+            self._reading = pool.submit(self._read)
+            pool.shutdown(wait=False)  # the read goes on; the thread ends with it
+
+    def _read(self) -> dict[str, list[str]]:
+        result = self.host.run("sh -c %s", snapshot_command(snapshot_parts(self.users)))
+        return split_snapshot(result.stdout)
 
     @cached_property
     def raw(self) -> dict[str, list[str]]:
-        command = snapshot_command(snapshot_parts(self.users))
-        self.read_at = time.time()
-        result = self.host.run("sh -c %s", command)
-        return split_snapshot(result.stdout)
+        self.start()
+        assert self._reading is not None
+        return self._reading.result()
 
     def lines(self, part: str) -> list[str]:
         return self.raw.get(part, [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from bulwark.verify import run
 from bulwark.verify.controls import CONTROLS
 from bulwark.verify.results import ControlResult, HostResult, Report
 from bulwark.verify.state import (
+    UNITS_AWK,
     parse_fail2ban,
     parse_sshd_t,
     parse_ufw,
@@ -204,3 +206,34 @@ def test_fail2ban_query_output() -> None:
     assert f2b["jails"] == "recidive, sshd"
     assert f2b["port"] == "22"
     assert "_COMM=sshd" in f2b["journalmatch"]
+
+
+SYSTEMCTL_SHOW = """LoadState=loaded
+ActiveState=active
+UnitFileState=enabled
+
+LoadState=not-found
+ActiveState=inactive
+UnitFileState=
+
+LoadState=masked
+ActiveState=inactive
+UnitFileState=masked
+"""
+
+
+def test_units_one_systemctl_show_becomes_name_state_lines() -> None:
+    """The snapshot's one `systemctl show` for all units, through its awk program, reads as
+    `systemctl is-enabled` / `is-active` would (absent when the unit does not exist)."""
+    done = subprocess.run(
+        ["awk", "-v", "names=fail2ban chrony ntp", UNITS_AWK],
+        input=SYSTEMCTL_SHOW,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [
+        "fail2ban enabled active",
+        "chrony absent inactive",
+        "ntp masked inactive",
+    ]
