@@ -23,6 +23,7 @@ from pathlib import Path
 from bytecode import env_for
 
 from bulwark.hosts.bootstrap import TrustStore, bootstrap
+from bulwark.hosts.harden import changed_operations
 from bulwark.hosts.keys import ensure_key
 from bulwark.hosts.ssh import connect
 from bulwark.lab import vm as lab
@@ -51,15 +52,18 @@ dpkg-reconfigure -f noninteractive unattended-upgrades
 """
 
 
-def timed_harden(inventory: Path, env: dict[str, str] | None = None) -> float:
+def timed_harden(inventory: Path, env: dict[str, str] | None = None, rerun: bool = True) -> float:
     start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "bulwark.cli", "harden", str(inventory)],
         capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
+    elapsed = time.monotonic() - start
     if done.returncode != 0:
         raise SystemExit(f"harden failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    return time.monotonic() - start
+    if rerun and changed_operations(done.stdout) != 0:
+        raise SystemExit(f"a re-run changed something:\n{done.stdout[-3000:]}")
+    return elapsed
 
 
 def bulwark_arm(vm: lab.LabVM, times: dict[str, float]) -> None:
@@ -69,7 +73,7 @@ def bulwark_arm(vm: lab.LabVM, times: dict[str, float]) -> None:
     inv = write_inventory(
         vm.directory / "inventory.py", {"bench": host_data(vm, user="deploy", key=key.path)}
     )
-    times["bulwark"] = time.monotonic() - start + timed_harden(inv)
+    times["bulwark"] = time.monotonic() - start + timed_harden(inv, rerun=False)
 
 
 def baseline_arm(vm: lab.LabVM, times: dict[str, float]) -> None:

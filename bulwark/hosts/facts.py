@@ -155,14 +155,19 @@ class Fail2banJails(FactBase[list[str] | None]):
         return None
 
 
-class CommandExists(FactBase[bool]):
-    """Whether a command is on root's PATH."""
+class CommandsExist(FactBase[set[str]]):
+    """Which of the given commands are on root's PATH, in one command."""
 
-    def command(self, program: str) -> str:
-        return f"command -v {program} >/dev/null && echo yes || echo no"
+    def command(self, programs: list[str]) -> str:
+        quoted = " ".join(shlex.quote(p) for p in programs)
+        return f'for p in {quoted}; do command -v "$p" >/dev/null && echo "$p"; done; true'
 
-    def process(self, output: list[str]) -> bool:
-        return bool(output) and output[0].strip() == "yes"
+    @staticmethod
+    def default() -> set[str]:
+        return set()
+
+    def process(self, output: list[str]) -> set[str]:
+        return {line.strip() for line in output if line.strip()}
 
 
 # --------------------------------------------------------------------------- batched facts
@@ -259,12 +264,22 @@ class TmpfsMounts(FactBase[dict[str, dict[str, Any]]]):
 class UnitStates(FactBase[dict[str, tuple[bool, bool]]]):
     """(enabled, active) for each systemd unit, in one command."""
 
+    # `systemctl show` prints one blank-line separated block per unit, in the order asked: one
+    # systemctl for all units instead of two per unit.
+    AWK = (
+        'BEGIN { RS = ""; split(names, name, " ") } '
+        '{ enabled = "-"; active = "-"; for (i = 1; i <= NF; i++) { split($i, kv, "="); '
+        'if (kv[1] == "UnitFileState" && kv[2] != "") enabled = kv[2]; '
+        'if (kv[1] == "ActiveState" && kv[2] != "") active = kv[2] } '
+        "print name[NR], enabled, active }"
+    )
+
     def command(self, units: list[str]) -> str:
+        names = " ".join(units)
         quoted = " ".join(shlex.quote(u) for u in units)
         return (
-            f"for u in {quoted}; do "
-            'echo "$u $(systemctl is-enabled "$u" 2>/dev/null || true) '
-            '$(systemctl is-active "$u" 2>/dev/null || true)"; done'
+            f"systemctl show -p UnitFileState -p ActiveState {quoted} 2>/dev/null | "
+            f"awk -v names={shlex.quote(names)} {shlex.quote(self.AWK)}"
         )
 
     @staticmethod

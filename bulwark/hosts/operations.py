@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import io
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -19,11 +21,69 @@ from pyinfra.operations import files as pyfiles
 from bulwark.hosts.facts import (
     APT_LISTS_STAMP,
     UPGRADED_STAMP,
+    CommandsExist,
     FileStates,
     FirstUpgrade,
     PathModes,
     UnitStates,
 )
+
+# What several areas ask about is read once per run: pyinfra 3 does not cache facts, and every
+# remote command costs a shell and a sudo on the host (0.3 s or more on a small or emulated one).
+# An operation asking for a subset of these gets the one read; one that changes something
+# forgets it, so later operations read again.
+SHARED_FILES = frozenset(
+    {
+        "/etc/apt/apt.conf.d/80bulwark",
+        "/etc/needrestart/conf.d/bulwark.conf",
+        "/usr/local/sbin/bulwark-ssh-revert",
+        "/etc/apt/apt.conf.d/50unattended-upgrades",
+        "/etc/apt/apt.conf.d/20auto-upgrades",
+        "/etc/sysctl.d/60-bulwark.conf",
+        "/etc/modprobe.d/bulwark-disabled.conf",
+        "/etc/security/limits.d/bulwark-nocore.conf",
+        "/etc/systemd/coredump.conf.d/bulwark.conf",
+    }
+)
+SHARED_UNITS = frozenset(
+    {"apt-daily.timer", "apt-daily-upgrade.timer", "systemd-timesyncd.service", "chrony.service"}
+)
+SHARED_PROGRAMS = ("docker", "chronyd")
+
+T = TypeVar("T")
+_read_once: dict[tuple[int, str, str], Any] = {}
+
+
+def _once(kind: str, read: Callable[[], T]) -> T:
+    key = (id(host.state), host.name, kind)
+    if key not in _read_once:
+        _read_once[key] = read()
+    result: T = _read_once[key]
+    return result
+
+
+def _forget(kind: str) -> None:
+    _read_once.pop((id(host.state), host.name, kind), None)
+
+
+def file_states(paths: list[str]) -> dict[str, str | None]:
+    if set(paths) <= SHARED_FILES:
+        return _once("files", lambda: host.get_fact(FileStates, paths=sorted(SHARED_FILES)))
+    return host.get_fact(FileStates, paths=paths)
+
+
+def unit_states(units: list[str]) -> dict[str, tuple[bool, bool]]:
+    if set(units) <= SHARED_UNITS:
+        return _once("units", lambda: host.get_fact(UnitStates, units=sorted(SHARED_UNITS)))
+    return host.get_fact(UnitStates, units=units)
+
+
+def program_exists(program: str) -> bool:
+    """Whether `program` is on root's PATH (SHARED_PROGRAMS are all asked in one command)."""
+    if program in SHARED_PROGRAMS:
+        found = _once("programs", lambda: host.get_fact(CommandsExist, programs=SHARED_PROGRAMS))
+        return program in found
+    return program in host.get_fact(CommandsExist, programs=[program])
 
 
 @dataclass(frozen=True)
@@ -51,13 +111,14 @@ def config_files(files: list[ConfigFile]):  # type: ignore[no-untyped-def]
 
     + files: the files, in the order they are written
     """
-    states = host.get_fact(FileStates, paths=[f.dest for f in files])
+    states = file_states([f.dest for f in files])
     follow_ups: list[str] = []
     changed = 0
     for f in files:
         if states.get(f.dest) == f.state:
             continue
         changed += 1
+        _forget("files")
         yield from pyfiles.put._inner(
             src=io.StringIO(f.content),
             dest=f.dest,
@@ -112,8 +173,10 @@ def units_running(units: list[str]):  # type: ignore[no-untyped-def]
 
     + units: unit names, e.g. "apt-daily.timer"
     """
-    states = host.get_fact(UnitStates, units=units)
+    states = unit_states(units)
     todo = [u for u in units if states.get(u) != (True, True)]
+    if todo:
+        _forget("units")
     for unit in todo:
         yield f"systemctl enable --now {shlex.quote(unit)}"
     if not todo:

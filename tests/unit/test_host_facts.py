@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from bulwark.hosts.facts import (
@@ -149,6 +151,34 @@ def test_unit_states() -> None:
     assert UnitStates().process(output) == {
         "apt-daily.timer": (True, True),
         "systemd-timesyncd.service": (False, False),
+    }
+
+
+def test_unit_states_one_systemctl_show_through_awk() -> None:
+    """The fact's one `systemctl show` for all units, through its awk program, gives one
+    "unit enabled active" line per unit in the order asked ("-" where systemd has no value)."""
+    shown = (
+        "UnitFileState=enabled\nActiveState=active\n\n"
+        "UnitFileState=\nActiveState=inactive\n\n"
+        "ActiveState=active\nUnitFileState=static\n"
+    )
+    names = "apt-daily.timer chrony.service systemd-timesyncd.service"
+    done = subprocess.run(
+        ["awk", "-v", f"names={names}", UnitStates.AWK],
+        input=shown,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [
+        "apt-daily.timer enabled active",
+        "chrony.service - inactive",
+        "systemd-timesyncd.service static active",
+    ]
+    assert UnitStates().process(done.stdout.splitlines()) == {
+        "apt-daily.timer": (True, True),
+        "chrony.service": (False, False),
+        "systemd-timesyncd.service": (True, True),
     }
 
 

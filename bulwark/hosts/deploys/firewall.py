@@ -10,7 +10,8 @@ from pyinfra.api import deploy, operation
 from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
-from bulwark.hosts.facts import CommandExists, UfwStatus
+from bulwark.hosts.facts import UfwStatus
+from bulwark.hosts.operations import program_exists
 from bulwark.settings.hosts import FirewallSettings, HardenSettings
 
 
@@ -86,7 +87,7 @@ def service_ports(conf: HardenSettings) -> list[tuple[int, tuple[str, ...]]]:
 def firewall() -> None:
     conn = current()
     conf = conn.settings
-    if host.get_fact(CommandExists, program="docker"):
+    if program_exists("docker"):
         logger.warning(
             "%s: Docker is installed; ports it publishes bypass UFW: bind them to 127.0.0.1",
             host.name,

@@ -12,8 +12,14 @@ from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
-from bulwark.hosts.facts import CommandExists, TmpfsMounts
-from bulwark.hosts.operations import ConfigFile, config_files, permissions, units_running
+from bulwark.hosts.facts import TmpfsMounts
+from bulwark.hosts.operations import (
+    ConfigFile,
+    config_files,
+    permissions,
+    program_exists,
+    units_running,
+)
 from bulwark.hosts.templates import render
 
 MOUNT_OPTIONS = ("nodev", "nosuid", "noexec")
@@ -106,7 +112,7 @@ def kernel() -> None:
             paths=list(TMPFS_PATHS),
             size="25%",
         )
-    chrony = host.get_fact(CommandExists, program="chronyd")
+    chrony = program_exists("chronyd")
     timesync = "chrony.service" if chrony else "systemd-timesyncd.service"
     units_running(name=f"Time sync: {timesync}", units=[timesync])
     permissions(
