@@ -82,7 +82,9 @@ BEGIN { RS = ""; split(names, name, " ") }
 
 def snapshot_parts(users: list[str]) -> dict[str, str]:
     """Every source the controls read: name -> shell command (run as root)."""
-    parts = {
+    # The clock first: it is judged against the window in which the snapshot ran.
+    parts = {"time": "date +%s.%N; timedatectl show -p NTP -p NTPSynchronized 2>/dev/null"}
+    parts |= {
         f"sshd:{user}": f"sshd -T -C user={user},host=bulwark-verify,addr={SSHD_T_ADDR} 2>&1"
         for user in users
     }
@@ -115,7 +117,6 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         ),
         "apt-config": "apt-config dump 2>/dev/null | grep -E '^(Unattended-Upgrade|APT::Periodic)'",
         "apt-policy": "apt-cache policy 2>/dev/null | grep -E '^ +release '",
-        "time": "date +%s; timedatectl show -p NTP -p NTPSynchronized 2>/dev/null",
         "sudoers": "cat /etc/sudoers /etc/sudoers.d/* 2>/dev/null | grep -vE '^\\s*(#[^i]|$)'",
         "visudo": "visudo -c >/dev/null 2>&1 && echo ok || echo failed",
         "shadow": 'awk -F: \'{print $1":"substr($2,1,1)":"length($2)}\' /etc/shadow',
@@ -161,6 +162,14 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         "| grep -vE '^\\s*(#|$)'",
     }
     return parts
+
+
+def clock_offset(host_time: float, sent: float, received: float) -> float:
+    """Seconds the host's clock lies outside the window in which the controller read it (0 when
+    inside): the snapshot takes seconds on a small host, so no single instant is the reference."""
+    if host_time < sent:
+        return host_time - sent
+    return max(0.0, host_time - received)
 
 
 def snapshot_command(parts: dict[str, str]) -> str:
@@ -241,6 +250,7 @@ class HostState:
         self.deploy_user = deploy_user
         self.users = ["root", deploy_user, UNKNOWN_USER]
         self.read_at = 0.0  # the controller's clock when the snapshot was requested
+        self.read_done = 0.0  # ... and when its output came back
         self._reading: Future[dict[str, list[str]]] | None = None
 
     def start(self) -> None:
@@ -253,6 +263,7 @@ class HostState:
 
     def _read(self) -> dict[str, list[str]]:
         result = self.host.run("sh -c %s", snapshot_command(snapshot_parts(self.users)))
+        self.read_done = time.time()
         return split_snapshot(result.stdout)
 
     @cached_property

@@ -17,10 +17,12 @@ from bulwark.verify.controls import CONTROLS
 from bulwark.verify.results import ControlResult, HostResult, Report
 from bulwark.verify.state import (
     UNITS_AWK,
+    clock_offset,
     parse_fail2ban,
     parse_sshd_t,
     parse_ufw,
     snapshot_command,
+    snapshot_parts,
     split_snapshot,
 )
 from bulwark.verify.suite.test_services import allowed_origin_matches, origin_matches
@@ -78,6 +80,19 @@ def test_snapshot_round_trip() -> None:
     marker = "@@bulwark-verify "
     output = f"{marker}a\n1\n{marker}b\n2\n3\n"
     assert split_snapshot(output) == {"a": ["1"], "b": ["2", "3"]}
+
+
+@pytest.mark.parametrize(
+    ("host_time", "offset"),
+    [(1000.0, -10.0), (1010.0, 0.0), (1025.0, 0.0), (1030.0, 0.0), (1046.0, 16.0)],
+)
+def test_clock_is_judged_against_the_whole_read_window(host_time: float, offset: float) -> None:
+    # A snapshot requested at 1010 that came back at 1030: any host time inside agrees.
+    assert clock_offset(host_time, sent=1010.0, received=1030.0) == offset
+
+
+def test_the_clock_is_read_first_in_the_snapshot() -> None:
+    assert next(iter(snapshot_parts(["root"]))) == "time"
 
 
 UFW = """Status: active

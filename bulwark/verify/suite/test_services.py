@@ -7,7 +7,7 @@ import re
 
 from bulwark.settings.hosts import HardenSettings
 from bulwark.verify.controls import control
-from bulwark.verify.state import HostState, UfwRule, parse_fail2ban
+from bulwark.verify.state import HostState, UfwRule, clock_offset, parse_fail2ban
 
 
 def declared_rules(expected: HardenSettings) -> set[tuple[str, str, str]]:
@@ -222,7 +222,11 @@ def test_time_sync(state: HostState) -> None:
     ]
     assert len(daemons) == 1, f"time sync daemons running: {daemons or 'none'}"
     lines = state.lines("time")
-    host_time = int(lines[0]) if lines and lines[0].strip().isdigit() else 0
-    # The host read its clock within seconds of the controller starting the snapshot.
-    offset = host_time - state.read_at
-    assert abs(offset) < 15, f"the host's clock is {offset:+.0f} s off the controller's"
+    assert lines and re.fullmatch(r"\d+(\.\d+)?", lines[0].strip()), (
+        f"the host's clock could not be read: {lines[:1] or 'no output'}"
+    )
+    offset = clock_offset(float(lines[0]), state.read_at, state.read_done)
+    assert abs(offset) < 15, (
+        f"the host's clock is {offset:+.0f} s outside the {state.read_done - state.read_at:.0f} s "
+        "in which the controller read it"
+    )
