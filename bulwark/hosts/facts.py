@@ -60,13 +60,16 @@ class WeakModuli(FactBase[int]):
 
 
 class SshdDropinDirectives(FactBase[list[tuple[str, int, str]]]):
-    """Active directives in sshd drop-ins other than bulwark's: [(file, line number, text)]."""
+    """Active directives in sshd drop-ins other than bulwark's, and the Port and HostKey lines of
+    sshd_config itself (those two add up instead of the first one winning, so an old `Port 22`
+    there keeps listening beside the drop-in's port): [(file, line number, text)]."""
 
     def command(self, exclude: str) -> str:
         return (
             "for f in /etc/ssh/sshd_config.d/*.conf; do "
             f'[ -e "$f" ] && [ "$f" != {exclude} ] && '
-            "grep -HnvE '^[[:space:]]*(#|$)' \"$f\"; done; true"
+            "grep -HnvE '^[[:space:]]*(#|$)' \"$f\"; done; "
+            "grep -HniE '^[[:space:]]*(port|hostkey)[[:space:]]' /etc/ssh/sshd_config; true"
         )
 
     @staticmethod
@@ -98,10 +101,16 @@ class SshSocketActivated(FactBase[bool]):
 UFW_POLICIES = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
 
 
+# fail2ban's ufw action comments every ban rule it adds with this (action.d/ufw.conf).
+FAIL2BAN_COMMENT = "comment 'by Fail2Ban"
+
+
 class UfwStatus(FactBase[dict[str, Any]]):
     """UFW's state from its config files and the kernel, plus the rules as `ufw show added` lists
     them. (`ufw status verbose` says the same but costs a second Python start on the host.)
-    Active means enabled in ufw.conf AND its chains loaded in the kernel."""
+    Active means enabled in ufw.conf AND its chains loaded in the kernel. fail2ban's bans are
+    ufw rules too (banaction ufw, commented "by Fail2Ban ..."): they are listed apart, under
+    "bans", so that converging the declared rules never lifts a ban."""
 
     def requires_command(self) -> str:
         return "ufw"
@@ -116,7 +125,14 @@ class UfwStatus(FactBase[dict[str, Any]]):
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"active": False, "incoming": None, "outgoing": None, "logging": None, "rules": []}
+        return {
+            "active": False,
+            "incoming": None,
+            "outgoing": None,
+            "logging": None,
+            "rules": [],
+            "bans": [],
+        }
 
     def process(self, output: list[str]) -> dict[str, Any]:
         state = self.default()
@@ -127,7 +143,8 @@ class UfwStatus(FactBase[dict[str, Any]]):
             if line == "--added--":
                 added = True
             elif added and line.startswith("ufw "):
-                state["rules"].append(line.removeprefix("ufw "))
+                rule = line.removeprefix("ufw ")
+                state["bans" if FAIL2BAN_COMMENT in rule else "rules"].append(rule)
             elif not added and "=" in line:
                 key, value = line.split("=", 1)
                 settings[key] = value.strip().strip("\"'")
@@ -299,7 +316,7 @@ class SshdState(FactBase[dict[str, Any]]):
     """Everything the SSH deploy compares, in one command: the OpenSSH version, the SHA-1 of
     bulwark's drop-in, host keys, other drop-ins' directives, weak moduli, socket activation."""
 
-    def command(self, dropin: str) -> str:
+    def command(self, dropin: str, revert_unit: str) -> str:
         return sectioned(
             {
                 "version": OpensshVersion().command(),
@@ -308,6 +325,9 @@ class SshdState(FactBase[dict[str, Any]]):
                 "others": SshdDropinDirectives().command(exclude=dropin),
                 "moduli": WeakModuli().command(),
                 "socket": SshSocketActivated().command(),
+                # An earlier run's change that no fresh login has confirmed yet.
+                "revert": f"systemctl is-active {shlex.quote(revert_unit)}.timer 2>/dev/null "
+                "|| true",
             }
         )
 
@@ -321,7 +341,24 @@ class SshdState(FactBase[dict[str, Any]]):
             "others": SshdDropinDirectives().process(parts.get("others", [])),
             "weak_moduli": WeakModuli().process(parts.get("moduli", [])),
             "socket": SshSocketActivated().process(parts.get("socket", [])),
+            "revert_pending": [line.strip() for line in parts.get("revert", [])] == ["active"],
         }
+
+
+class LoginContext(FactBase[dict[str, Any]]):
+    """This run's login as the host sees it: the address it comes from and the user's groups.
+    Read without sudo (sudo drops SSH_CLIENT): {"client": "10.0.2.2" | None, "groups": [...]}."""
+
+    def command(self) -> str:
+        return 'echo "client ${SSH_CLIENT%% *}"; echo "groups $(id -Gn)"'
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"client": None, "groups": []}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found = dict(line.strip().partition(" ")[::2] for line in output if line.strip())
+        return {"client": found.get("client") or None, "groups": found.get("groups", "").split()}
 
 
 class PathModes(FactBase[dict[str, str | None]]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,10 @@ from pyinfra.context import ctx_config, ctx_state
 
 from bulwark.errors import ConfigError
 from bulwark.hosts.bootstrap import TrustStore, require_proof
+from bulwark.hosts.keys import load_key
 from bulwark.hosts.safety import refuse_this_machine
 from bulwark.hosts.ssh import Target
+from bulwark.hosts.sshcrypto import RSA_HOST_KEY_BITS
 from bulwark.settings.hosts import HardenSettings, harden_settings
 
 
@@ -124,4 +127,39 @@ def preflight(hosts: list[InventoryHost]) -> None:
             raise ConfigError(f"{h.name}: ssh_key is not set: hardening logs in by key only")
         if not h.key_file.is_file():
             raise ConfigError(f"{h.name}: ssh_key {h.key_file} does not exist")
-        require_proof(h.trust, h.target, h.user)
+        key = load_key(h.key_file)
+        bits = key.pkey.get_bits()
+        if key.pkey.get_name() == "ssh-rsa" and bits < RSA_HOST_KEY_BITS:
+            raise ConfigError(
+                f"{h.name}: ssh_key {h.key_file} is a {bits}-bit RSA key, and the hardened sshd "
+                f"refuses RSA keys under {RSA_HOST_KEY_BITS} bits (RequiredRSASize): use an "
+                "ed25519 key"
+            )
+        proof = require_proof(h.trust, h.target, h.user)
+        if proof.key_fingerprint != key.fingerprint:
+            raise ConfigError(
+                f"{h.name}: ssh_key {h.key_file} ({key.fingerprint}) is not the key bootstrap "
+                f"proved for {h.user} ({proof.key_fingerprint}): point ssh_key at that key, or "
+                f"run `bulwark bootstrap` with --deploy-key {h.key_file}"
+            )
+
+
+def login_refusal(h: InventoryHost, client: str | None, groups: list[str]) -> str | None:
+    """Why hardening would lock out the very login it runs over, judged from what the host says
+    of that login (the address it comes from, the user's groups); None when it would not."""
+    sources = h.settings.firewall.ssh_sources
+    if client and "any" not in sources:
+        address = ipaddress.ip_address(client)
+        if not any(address in ipaddress.ip_network(s, strict=False) for s in sources):
+            return (
+                f"{h.name}: bulwark.firewall.ssh_sources {list(sources)} excludes {client}, the "
+                "address this run connects from: add it, or the firewall refuses the next login"
+            )
+    allow_groups = h.settings.ssh.allow_groups
+    if allow_groups and not set(allow_groups) & set(groups):
+        return (
+            f"{h.name}: bulwark.ssh.allow_groups {list(allow_groups)} excludes {h.user} "
+            f"(member of {' '.join(groups) or 'no group'}): add one of its groups, or sshd "
+            "refuses its next login"
+        )
+    return None

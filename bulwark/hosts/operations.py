@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import secrets
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pyinfra import host
 from pyinfra.api import operation
+from pyinfra.api.command import FileUploadCommand
 from pyinfra.facts.apt import noninteractive_apt
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt
@@ -27,6 +29,10 @@ from bulwark.hosts.facts import (
     PathModes,
     UnitStates,
 )
+
+# pyinfra uploads through a temp dir; /tmp becomes noexec, so bulwark uses its own, private to
+# the deploy user (0700), created first thing by the harden deploy.
+UPLOAD_DIR = "/var/lib/bulwark/tmp"
 
 # What several areas ask about is read once per run: pyinfra 3 does not cache facts, and every
 # remote command costs a shell and a sudo on the host (0.3 s or more on a small or emulated one).
@@ -45,6 +51,10 @@ SHARED_FILES = frozenset(
         "/etc/systemd/coredump.conf.d/bulwark.conf",
     }
 )
+# A follow-up check (ConfigFile.then) leaves a stamp when it passes: a check that failed once
+# runs again on the next run, although its files are in place by then.
+CHECKED_DIR = "/var/lib/bulwark/checked"
+SHARED_FILES |= {f"{CHECKED_DIR}/{name}" for name in ("60-bulwark.conf", "50unattended-upgrades")}
 SHARED_UNITS = frozenset(
     {"apt-daily.timer", "apt-daily-upgrade.timer", "systemd-timesyncd.service", "chrony.service"}
 )
@@ -96,6 +106,9 @@ class ConfigFile:
     user: str = "root"
     group: str = "root"
     then: str | None = None
+    # `then` is a check that must pass (not just an action such as a restart): until it has,
+    # it runs again on every run, even with the file in place.
+    checked: bool = False
 
     @property
     def state(self) -> str:
@@ -104,15 +117,47 @@ class ConfigFile:
         return f"{self.mode.lstrip('0') or '0'}:{self.user}:{self.group}:{sha1}"
 
 
+def put_secret(content: str, dest: str, *, mode: str, group: str = "root") -> Iterator[Any]:
+    """Commands that put a file holding secrets (SCRAM verifiers, SQL that sets them) in place:
+    never printed by `--diff` (pyinfra's files.put shows whole files), uploaded into the deploy
+    user's private upload dir, then installed with its final owner and mode in one step."""
+    staged = f"{UPLOAD_DIR}/secret-{secrets.token_hex(8)}"
+    yield FileUploadCommand(
+        io.StringIO(content),
+        staged,
+        remote_temp_filename=host.get_temp_filename(staged, temp_directory=UPLOAD_DIR),
+    )
+    yield (
+        f"install -m {mode} -o root -g {group} {staged} {shlex.quote(dest)}; r=$?; "
+        f"rm -f {staged}; exit $r"
+    )
+
+
+def stamp_for(files: list[ConfigFile], then: str) -> ConfigFile:
+    """The stamp the check `then` leaves when it passes: named after the first file it checks,
+    holding a digest of the command and of those files, as they are wanted."""
+    checked = [f for f in files if f.then == then]
+    digest = hashlib.sha1(then.encode(), usedforsecurity=False)
+    for f in checked:
+        digest.update(f.state.encode())
+    name = checked[0].dest.rsplit("/", 1)[-1]
+    return ConfigFile(f"{CHECKED_DIR}/{name}", digest.hexdigest() + "\n", mode="600")
+
+
 @operation()
 def config_files(files: list[ConfigFile]):  # type: ignore[no-untyped-def]
     """Put each file in place when its content, mode or owner differ; then run, once each, the
-    follow-up commands of the files that changed.
+    follow-up commands of the files that changed, and of those whose last check did not pass.
 
     + files: the files, in the order they are written
     """
-    states = file_states([f.dest for f in files])
-    follow_ups: list[str] = []
+    follow_ups = list(dict.fromkeys(f.then for f in files if f.then))
+    checks = list(dict.fromkeys(f.then for f in files if f.then and f.checked))
+    stamps = {then: stamp_for(files, then) for then in checks}
+    states = file_states([f.dest for f in files] + [s.dest for s in stamps.values()])
+    due: list[str] = [
+        then for then, stamp in stamps.items() if states.get(stamp.dest) != stamp.state
+    ]
     changed = 0
     for f in files:
         if states.get(f.dest) == f.state:
@@ -127,10 +172,21 @@ def config_files(files: list[ConfigFile]):  # type: ignore[no-untyped-def]
             mode=f.mode,
             create_remote_dir=True,
         )
-        if f.then and f.then not in follow_ups:
-            follow_ups.append(f.then)
-    yield from follow_ups
-    if not changed:
+        if f.then and f.then not in due:
+            due.append(f.then)
+    for then in follow_ups:
+        if then not in due:
+            continue
+        stamp = stamps.get(then)
+        if stamp is None:
+            yield then
+            continue
+        _forget("files")
+        yield (
+            f"{{ {then}; }} && install -d -m 700 {CHECKED_DIR} && "
+            f"printf '%s' {shlex.quote(stamp.content)} > {stamp.dest} && chmod 600 {stamp.dest}"
+        )
+    if not changed and not due:
         host.noop(f"{len(files)} files are already in place")
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import types
+import typing
+from pathlib import Path
+
+from annotated_types import Ge, Le
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from bulwark.settings.cloud import CloudSettings
 from bulwark.settings.hosts import HardenSettings
@@ -31,8 +39,56 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
             shown = "(none)"
         else:
             shown = f"`{_plain(default)}`"
-        rows.append(f"| `{key}` | {shown} | {field.description or ''} |")
+        rows.append(f"| `{key}` | {kind(field)} | {shown} | {field.description or ''} |")
     return rows
+
+
+def kind(field: FieldInfo) -> str:
+    """A setting's type as a reader of the table needs it: integer 1-65535, one of a|b, ..."""
+    low = next((m.ge for m in field.metadata if isinstance(m, Ge)), None)
+    high = next((m.le for m in field.metadata if isinstance(m, Le)), None)
+    pattern = next((getattr(m, "pattern", None) for m in field.metadata), None)
+    choices = re.fullmatch(r"\^\(([\w|]+)\)\$", pattern or "")
+    if choices:
+        return "one of " + ", ".join(f"`{c}`" for c in choices.group(1).split("|"))
+    checks = [getattr(getattr(m, "func", None), "__name__", "") for m in field.metadata]
+    named = [VALIDATED[c] for c in checks if c in VALIDATED]
+    name = _type_name(field.annotation)
+    if named:
+        return named[0] + (" or none" if name.endswith(" or none") else "")
+    if name == "integer" and low is not None:
+        return f"integer {low}-{high}" if high is not None else f"integer >= {low}"
+    return name
+
+
+VALIDATED = {
+    "check_user_name": "user name",
+    "check_group_name": "group name",
+    "check_duration": "duration (600, 10m, 1h, 1d)",
+    "check_address": "IP or CIDR",
+    "check_max_startups": "N or start:rate:full",
+    "check_clock_time": "HH:MM",
+    "check_mail": "mail address",
+}
+
+
+def _type_name(annotation: object) -> str:
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is typing.Annotated:
+        checks = [getattr(getattr(m, "func", None), "__name__", "") for m in args[1:]]
+        named = [VALIDATED[c] for c in checks if c in VALIDATED]
+        return named[0] if named else _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return f"{_type_name(args[0])} or none"
+    if origin is tuple:
+        return f"list of {_type_name(args[0])}"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "table of " + ", ".join(annotation.model_fields)
+    if dataclasses.is_dataclass(annotation):
+        return "table of " + ", ".join(f.name for f in dataclasses.fields(annotation))
+    names = {bool: "true/false", int: "integer", str: "text", Path: "path"}
+    return names.get(annotation, "text") if isinstance(annotation, type) else "text"
 
 
 def _plain(value: object) -> str:
@@ -45,7 +101,7 @@ def _plain(value: object) -> str:
 
 def settings_table() -> str:
     """Markdown table of every hardening setting: key (in host data), default, why."""
-    lines = ["| setting | default | what and why |", "|---|---|---|"]
+    lines = ["| setting | type | default | what and why |", "|---|---|---|---|"]
     lines += _rows(HardenSettings, "bulwark")
     lines += _rows(PgbouncerSettings, "bulwark.pgbouncer")
     lines += _rows(PoolerDatabase, "bulwark.pgbouncer.databases[]")
@@ -54,7 +110,7 @@ def settings_table() -> str:
 
 def cloud_settings_table() -> str:
     """Markdown table of every stack setting: config key, default, why."""
-    lines = ["| setting | default | what and why |", "|---|---|---|"]
+    lines = ["| setting | type | default | what and why |", "|---|---|---|---|"]
     for name, field in CloudSettings.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -62,5 +118,5 @@ def cloud_settings_table() -> str:
             continue
         key = f"gcp:{name}" if name in {"project", "region"} else f"bulwark:{name}"
         shown = "(required)" if field.is_required() else f"`{_plain(field.default)}`"
-        lines.append(f"| `{key}` | {shown} | {field.description or ''} |")
+        lines.append(f"| `{key}` | {kind(field)} | {shown} | {field.description or ''} |")
     return "\n".join([CLOUD_BEGIN, *lines, CLOUD_END])

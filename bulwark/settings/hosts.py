@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +29,70 @@ def check_user_name(name: str) -> str:
 
 
 UserName = Annotated[str, AfterValidator(check_user_name)]
+
+GROUP_NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# fail2ban's time abbreviations: 600, 10m, 1h30m, 1d, 1w, 1mo, 1y.
+DURATION_RE = re.compile(r"^(\d+(s|m|h|d|w|mo|y)?)+$")
+MAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+
+
+def check_group_name(name: str) -> str:
+    if not GROUP_NAME_RE.match(name):
+        raise ValueError(
+            f"invalid group name {name!r}: use 1-32 of a-z, 0-9, '_' or '-', starting with a letter"
+        )
+    return name
+
+
+def check_duration(value: str) -> str:
+    if not DURATION_RE.match(value):
+        raise ValueError(
+            f"invalid duration {value!r}: use seconds (600) or fail2ban's units (10m, 1h, 1d, 1w)"
+        )
+    return value
+
+
+def check_address(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address or CIDR range (e.g. 192.0.2.10 or 10.0.0.0/8)"
+        ) from None
+    return value
+
+
+def check_max_startups(value: str) -> str:
+    """sshd's MaxStartups: 'full' or 'start:rate:full' with start <= full and rate 1-100."""
+    parts = value.split(":")
+    fix = "use a number (e.g. 10) or start:rate:full (e.g. 10:30:60)"
+    if len(parts) not in (1, 3) or not all(p.isdigit() for p in parts):
+        raise ValueError(f"invalid MaxStartups {value!r}: {fix}")
+    if len(parts) == 3:
+        start, rate, full = map(int, parts)
+        if start > full or not 1 <= rate <= 100:
+            raise ValueError(
+                f"invalid MaxStartups {value!r}: start must not exceed full and rate must be "
+                f"1-100 ({fix})"
+            )
+    return value
+
+
+def check_clock_time(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError(f"invalid time {value!r}: use HH:MM on a 24-hour clock, e.g. 04:00")
+    return value
+
+
+def check_mail(value: str) -> str:
+    if not MAIL_RE.match(value):
+        raise ValueError(f"invalid mail address {value!r}: use one address, e.g. ops@example.com")
+    return value
+
+
+GroupName = Annotated[str, AfterValidator(check_group_name)]
+Duration = Annotated[str, AfterValidator(check_duration)]
+Address = Annotated[str, AfterValidator(check_address)]
 
 
 class DeployUser(BaseModel):
@@ -90,8 +155,10 @@ class SshSettings(BaseModel):
         description="AllowUsers; empty means the deploy user only. Must include the user "
         "bulwark connects as, or the run is refused before anything changes.",
     )
-    allow_groups: tuple[str, ...] = Field(
-        default=(), description="AllowGroups, in addition to AllowUsers (both must match)."
+    allow_groups: tuple[GroupName, ...] = Field(
+        default=(),
+        description="AllowGroups, in addition to AllowUsers (both must match); the user bulwark "
+        "connects as must be in one of them, or the run is refused before anything changes.",
     )
     max_auth_tries: int = Field(
         default=3, ge=1, le=10, description="MaxAuthTries: guesses per connection (CIS: <= 4)."
@@ -106,7 +173,7 @@ class SshSettings(BaseModel):
         default=3, ge=0, description="ClientAliveCountMax: unanswered probes before a drop."
     )
     max_sessions: int = Field(default=10, ge=1, description="MaxSessions per connection.")
-    max_startups: str = Field(
+    max_startups: Annotated[str, AfterValidator(check_max_startups)] = Field(
         default="10:30:60", description="MaxStartups: throttle unauthenticated connections."
     )
     banner: str | None = Field(
@@ -129,7 +196,6 @@ class FirewallRule(BaseModel):
     port: int = Field(ge=1, le=65535)
     proto: str = Field(default="tcp", pattern="^(tcp|udp)$")
     sources: tuple[str, ...] = Field(default=("any",), description="CIDRs allowed, or 'any'.")
-    comment: str = ""
 
     @field_validator("sources")
     @classmethod
@@ -168,10 +234,10 @@ class Fail2banSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    bantime: str = Field(default="1h", description="How long a ban lasts.")
-    findtime: str = Field(default="10m", description="Window in which failures are counted.")
+    bantime: Duration = Field(default="1h", description="How long a ban lasts.")
+    findtime: Duration = Field(default="10m", description="Window in which failures are counted.")
     maxretry: int = Field(default=5, ge=1, description="Failures within findtime before a ban.")
-    ignoreip: tuple[str, ...] = Field(
+    ignoreip: tuple[Address, ...] = Field(
         default=(), description="Operator ranges never banned (localhost is always ignored)."
     )
     recidive: bool = Field(
@@ -187,10 +253,13 @@ class UpdatesSettings(BaseModel):
     automatic_reboot: bool = Field(
         default=True, description="Reboot when an update needs it (kernel, libc)."
     )
-    reboot_time: str = Field(
-        default="04:00", pattern=r"^\d\d:\d\d$", description="When such a reboot may happen."
+    reboot_time: Annotated[str, AfterValidator(check_clock_time)] = Field(
+        default="04:00", description="When such a reboot may happen (HH:MM, 24-hour clock)."
     )
-    mail: str | None = Field(default=None, description="Mail reports to this address if set.")
+    mail: Annotated[str, AfterValidator(check_mail)] | None = Field(
+        default=None,
+        description="Mail reports to this address if set (the host needs a working sendmail).",
+    )
 
 
 class KernelSettings(BaseModel):

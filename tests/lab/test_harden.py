@@ -3,6 +3,7 @@ purpose. One VM for the module (TCG is slow): tests run in file order and build 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -29,6 +30,7 @@ from tests.lab import helpers
 from tests.lab.helpers import changed_ops, harden, ssh_audit
 
 DECLARED, UNDECLARED = 8081, 8082
+BANNED = "203.0.113.9"  # TEST-NET-3: a brute-forcer fail2ban has banned
 SETTINGS: dict[str, Any] = {
     # Every lab connection comes from qemu's 10.0.2.2, so this module's many quick logins would
     # trip UFW's SSH rate limit (6 in 30 s per source); the trixie module keeps it on.
@@ -158,10 +160,21 @@ def test_fail2ban_and_sysctl_and_mounts(shell: Session, hardened: object) -> Non
         assert {"nodev", "nosuid", "noexec"} <= set(options.split(","))
 
 
-def test_second_run_changes_nothing(vm: LabVM, operator: KeyPair, hardened: object) -> None:
-    again = harden(inventory(vm, operator))
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert changed_ops(again.stdout) == 0, again.stdout[-4000:]
+def test_second_run_changes_nothing(
+    vm: LabVM, operator: KeyPair, shell: Session, hardened: object
+) -> None:
+    # A live ban is a ufw rule too: a re-run must neither count it as drift nor lift it. (Longer
+    # than this module's 40 s bans, so it cannot expire by itself during the run.)
+    shell.run(f"fail2ban-client set sshd bantime 3600 && fail2ban-client set sshd banip {BANNED}",
+              sudo=True)  # fmt: skip
+    try:
+        again = harden(inventory(vm, operator))
+        assert again.returncode == 0, again.stdout[-3000:]
+        assert changed_ops(again.stdout) == 0, again.stdout[-4000:]
+        assert BANNED in shell.run("ufw status", sudo=True).stdout
+    finally:
+        shell.run(f"fail2ban-client set sshd unbanip {BANNED}; fail2ban-client set sshd bantime 40",
+                  sudo=True, check=False)  # fmt: skip
 
 
 def test_dry_run_on_a_hardened_host_lists_nothing(vm: LabVM, operator: KeyPair) -> None:
@@ -181,23 +194,62 @@ def test_allow_users_excluding_the_connecting_user_is_refused_first(
     assert shell.run("sha1sum /etc/ssh/sshd_config.d/00-bulwark.conf", sudo=True).stdout == before
 
 
-def test_invalid_sshd_setting_is_caught_and_the_old_config_stays(
-    vm: LabVM, operator: KeyPair
+def test_settings_that_shut_out_this_runs_login_are_refused_on_contact(
+    vm: LabVM, operator: KeyPair, shell: Session
 ) -> None:
-    broken = harden(inventory(vm, operator, ssh={"max_startups": "not-a-number"}))
-    assert broken.returncode != 0
-    assert "sshd -t rejected the new config" in broken.stdout + broken.stderr
+    before = shell.run("sha1sum /etc/ssh/sshd_config.d/00-bulwark.conf; ufw show added", sudo=True)
+    # Who the deploy user is and where the run comes from (10.0.2.2) only the host can tell.
+    for settings, message in (
+        ({"ssh": {"allow_groups": ["ops"]}}, "allow_groups ['ops'] excludes deploy"),
+        ({"firewall": {"ssh_sources": ["192.0.2.0/24"]}}, "excludes 10.0.2.2, the address"),
+    ):
+        refused = harden(inventory(vm, operator, **settings))
+        assert refused.returncode != 0
+        assert message in refused.stdout + refused.stderr, refused.stdout[-3000:]
+    after = shell.run("sha1sum /etc/ssh/sshd_config.d/00-bulwark.conf; ufw show added", sudo=True)
+    assert after.stdout == before.stdout
+
+
+def test_invalid_sshd_settings_are_caught_and_the_old_config_stays(
+    vm: LabVM, operator: KeyPair, shell: Session
+) -> None:
+    # In the inventory: refused with the field named, before any host is contacted.
+    refused = harden(inventory(vm, operator, ssh={"max_startups": "60:30:10"}))
+    assert refused.returncode == 2
+    assert "bulwark.ssh.max_startups: invalid MaxStartups" in refused.stderr
+    assert "Connecting to hosts" not in refused.stdout
+    # On the host: a drop-in sshd rejects (sshd keeps running on what it read before). The
+    # change is validated, put back at once, and sshd is never reloaded into it.
+    dropin = "/etc/ssh/sshd_config.d/10-operator.conf"
+    pid = shell.run("systemctl show -p MainPID --value ssh").stdout
+    before = shell.run("sha1sum /etc/ssh/sshd_config.d/00-bulwark.conf", sudo=True).stdout
+    shell.run(f"echo 'NoSuchOption yes' > {dropin}", sudo=True)
+    try:
+        broken = harden(inventory(vm, operator, ssh={"banner": "Authorised use only"}))
+        out = broken.stdout + broken.stderr
+        assert broken.returncode != 0
+        assert "sshd -t rejected the new config; the previous one is back" in out, out[-3000:]
+        assert "NoSuchOption" in out  # sshd's own complaint reaches the operator
+    finally:
+        shell.run(f"rm -f {dropin}", sudo=True)
+    assert shell.run("sha1sum /etc/ssh/sshd_config.d/00-bulwark.conf", sudo=True).stdout == before
+    assert shell.run("systemctl show -p MainPID --value ssh").stdout == pid  # never restarted
     with connect(
         vm.target, Login("deploy", key=operator), TrustStore(vm.directory).known_hosts
     ) as s:
-        assert "maxstartups 10:30:60" in s.run("sshd -T", sudo=True).stdout
+        assert "banner none" in s.run("sshd -T", sudo=True).stdout
 
 
-def test_connection_cut_mid_change_leaves_a_reachable_host(
-    vm: LabVM, operator: KeyPair, shell: Session
-) -> None:
-    settings = {"ssh": {"banner": "Authorised use only", "revert_after": 60}}
-    inv = inventory(vm, operator, **settings)
+BLOCK_NEW_SSH = "iptables {} INPUT -p tcp --dport 22 -m conntrack --ctstate NEW -j DROP"
+
+
+def _cut_off_after_the_sshd_change(inv: Path, shell: Session, live: str) -> None:
+    """Start `bulwark harden`, let no new SSH connection through once it has connected (so its
+    confirming login cannot happen), and kill it once sshd runs the new config (`live` shows in
+    `sshd -T`): the controller is gone, the change is live and unconfirmed. New connections
+    stay blocked."""
+    sessions = "ss -Htn state established '( sport = :22 )' | wc -l"
+    before = int(shell.run(sessions).stdout.strip() or 0)
     exe = Path(sys.executable).with_name("bulwark")
     run = subprocess.Popen(
         [str(exe), "harden", str(inv)],
@@ -206,22 +258,73 @@ def test_connection_cut_mid_change_leaves_a_reachable_host(
         start_new_session=True,
     )
     try:
+        # pyinfra opens one connection and keeps it: once it is up, no new one is let through,
+        # so the run's confirming login cannot happen.
         deadline = time.monotonic() + 900
-        while not shell.run("systemctl is-active --quiet bulwark-ssh-revert.timer", check=False).ok:
-            assert run.poll() is None, "the run ended before the sshd change began"
+        while int(shell.run(sessions).stdout.strip() or 0) <= before:
+            assert run.poll() is None, "the run ended before it connected"
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        shell.run(BLOCK_NEW_SSH.format("-I"), sudo=True)
+        # The confirming login comes after the reload: once the blocked rule has dropped a
+        # packet, sshd runs the new config and the controller is stuck trying to confirm it.
+        dropped = "iptables -L INPUT -v -n -x | awk '/dpt:22/ && /DROP/ {print $1}'"
+        while shell.run(dropped, sudo=True).stdout.strip() in ("", "0"):
+            assert run.poll() is None, "the run ended before its confirming login"
             assert time.monotonic() < deadline
             time.sleep(0.5)
+        assert live in shell.run("sshd -T", sudo=True).stdout
     finally:
-        os.killpg(run.pid, signal.SIGKILL)  # the controller vanishes mid-change
+        with contextlib.suppress(ProcessLookupError):  # already gone if an assertion fired
+            os.killpg(run.pid, signal.SIGKILL)  # the controller vanishes mid-change
         run.wait()
-    time.sleep(90)  # past revert_after: the host restores its previous config by itself
+
+
+def test_connection_cut_mid_change_leaves_a_reachable_host(
+    vm: LabVM, operator: KeyPair, shell: Session
+) -> None:
+    inv = inventory(vm, operator, ssh={"banner": "Authorised use only", "revert_after": 60})
     store = TrustStore(vm.directory)
-    with connect(vm.target, Login("deploy", key=operator), store.known_hosts) as s:
+    login = Login("deploy", key=operator)
+    _cut_off_after_the_sshd_change(inv, shell, "banner /etc/issue.net")
+    try:
+        # Nobody can confirm: the host restores its previous config and restarts sshd itself.
+        deadline = time.monotonic() + 180
+        reverted = (
+            "test -e /var/lib/bulwark/ssh-reverted && case $(systemctl show -p ActiveState "
+            "--value bulwark-ssh-revert.service) in activ*) false ;; esac"
+        )
+        while not shell.run(reverted, check=False).ok:
+            assert time.monotonic() < deadline, "the revert timer never restored the config"
+            time.sleep(2)
+    finally:
+        shell.run(BLOCK_NEW_SSH.format("-D"), sudo=True)
+    with connect(vm.target, login, store.known_hosts) as s:
         assert "banner none" in s.run("sshd -T", sudo=True).stdout
     completed = harden(inv)
     assert completed.returncode == 0, completed.stdout[-3000:]
-    with connect(vm.target, Login("deploy", key=operator), store.known_hosts) as s:
+    with connect(vm.target, login, store.known_hosts) as s:
         assert "banner /etc/issue.net" in s.run("sshd -T", sudo=True).stdout
+
+
+def test_a_rerun_inside_the_revert_window_confirms_the_change(
+    vm: LabVM, operator: KeyPair, shell: Session
+) -> None:
+    # A long window: a slow re-run must not race the timer (and so hide a broken confirmation).
+    settings = {"banner": "Authorised use only", "max_auth_tries": 2, "revert_after": 600}
+    inv = inventory(vm, operator, ssh=settings)
+    _cut_off_after_the_sshd_change(inv, shell, "maxauthtries 2")
+    shell.run(BLOCK_NEW_SSH.format("-D"), sudo=True)
+    # The change is in place and the timer still runs: the next run must not call that "no
+    # change" and leave the timer to undo it, but log in afresh and cancel it.
+    confirmed = harden(inv)
+    assert confirmed.returncode == 0, confirmed.stdout[-3000:]
+    assert changed_ops(confirmed.stdout) > 0
+    # Cancelled, not fired: no timer is left to restore the old config, and none ran.
+    timers = shell.run("systemctl list-timers --all --no-legend", sudo=True).stdout
+    assert "bulwark-ssh-revert" not in timers
+    assert not shell.run("test -e /var/lib/bulwark/ssh-reverted", check=False).ok
+    assert "maxauthtries 2" in shell.run("sshd -T", sudo=True).stdout
 
 
 def test_port_change_keeps_the_host_reachable(vm: LabVM, operator: KeyPair) -> None:

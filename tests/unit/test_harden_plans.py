@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -237,3 +238,31 @@ def test_crypto_sets_equal_ssh_audits_policies(crypto: SshCrypto, name: str) -> 
     assert list(crypto.ciphers) == policy["ciphers"]
     assert list(crypto.macs) == policy["macs"]
     assert list(crypto.host_key_algorithms) == policy["host_keys"]
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "fix"),
+    [
+        ({"ssh": {"max_startups": "not-a-number"}}, "bulwark.ssh.max_startups", "10:30:60"),
+        ({"ssh": {"max_startups": "60:30:10"}}, "bulwark.ssh.max_startups", "must not exceed"),
+        ({"ssh": {"allow_groups": ["Ops Team"]}}, "bulwark.ssh.allow_groups.0", "group name"),
+        ({"fail2ban": {"bantime": "an hour"}}, "bulwark.fail2ban.bantime", "10m, 1h"),
+        ({"fail2ban": {"ignoreip": ["10.0.0.0/33"]}}, "bulwark.fail2ban.ignoreip.0", "CIDR"),
+        ({"updates": {"reboot_time": "99:99"}}, "bulwark.updates.reboot_time", "HH:MM"),
+        ({"updates": {"mail": 'ops@x.org" ; evil'}}, "bulwark.updates.mail", "one address"),
+    ],
+)
+def test_free_text_settings_are_checked_before_any_host(
+    data: dict[str, object], field: str, fix: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"^{re.escape(field)}: .*{re.escape(fix)}"):
+        harden_settings(data)
+
+
+def test_valid_free_text_settings_pass() -> None:
+    conf = harden_settings(
+        {"ssh": {"max_startups": "10", "allow_groups": ["ssh-users"]},
+         "fail2ban": {"bantime": "1h30m", "findtime": "600", "ignoreip": ["192.0.2.7"]},
+         "updates": {"reboot_time": "23:59", "mail": "ops@example.com"}}
+    )  # fmt: skip
+    assert conf.fail2ban.bantime == "1h30m"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +15,7 @@ from bulwark.hosts.facts import (
     Fail2banState,
     FileStates,
     FirstUpgrade,
+    LoginContext,
     OpensshVersion,
     SshdDropinDirectives,
     SshdState,
@@ -78,13 +82,17 @@ LOADED=yes
 --added--
 Added user rules (see 'ufw status' for running firewall):
 ufw limit 22/tcp
-ufw allow from 10.0.0.0/8 to any port 5432 proto tcp""".splitlines()
+ufw allow from 10.0.0.0/8 to any port 5432 proto tcp
+ufw reject from 203.0.113.9 comment 'by Fail2Ban after 5 attempts against sshd'
+""".splitlines()
     assert UfwStatus().process(output) == {
         "active": True,
         "incoming": "deny",
         "outgoing": "allow",
         "logging": "low",
         "rules": ["limit 22/tcp", "allow from 10.0.0.0/8 to any port 5432 proto tcp"],
+        # A live ban is not a rule to converge: a re-run must never lift it.
+        "bans": ["reject from 203.0.113.9 comment 'by Fail2Ban after 5 attempts against sshd'"],
     }
 
 
@@ -196,6 +204,8 @@ def test_sshd_state_reads_every_part_of_one_command() -> None:
         "31",
         f"{SECTION}socket",
         "disabled",
+        f"{SECTION}revert",
+        "active",
     ]
     assert SshdState().process(output) == {
         "version": (9, 2),
@@ -204,6 +214,7 @@ def test_sshd_state_reads_every_part_of_one_command() -> None:
         "others": [("/etc/ssh/sshd_config.d/50-cloud-init.conf", 1, "PasswordAuthentication yes")],
         "weak_moduli": 31,
         "socket": False,
+        "revert_pending": True,
     }
 
 
@@ -219,3 +230,35 @@ def test_fail2ban_state_in_one_command() -> None:
     assert state == {"jail_sha1": "3f786850e387550fdab836ed7e6dc881de23001b", "jails": ["sshd"]}
     stopped = Fail2banState().process([f"{SECTION}sha1", f"{SECTION}jails", "not running"])
     assert stopped == {"jail_sha1": None, "jails": None}
+
+
+HOST_PROGRAMS = ("systemctl", "ssh", "ssh-keygen", "sshd", "fail2ban-client", "ufw", "iptables")
+
+
+@pytest.mark.parametrize(
+    ("fact", "kwargs"),
+    [
+        (SshdState, {"dropin": "/nonexistent/00-bulwark.conf", "revert_unit": "bulwark-x"}),
+        (FileStates, {"paths": ["/nonexistent/a", "/etc/hostname"]}),
+        (Fail2banState, {"jail_local": "/nonexistent/jail.local"}),
+        (UnitStates, {"units": ["nothing.service"]}),
+        (LoginContext, {}),
+    ],
+)
+def test_a_fact_command_succeeds_on_a_host_that_has_none_of_it(
+    tmp_path: Path, fact: type[Any], kwargs: dict[str, Any]
+) -> None:
+    # pyinfra fails the host when a fact's command exits non-zero: a fresh host (no timer, no
+    # fail2ban, no drop-in) must read as "absent", not as an error.
+    for program in HOST_PROGRAMS:
+        stub = tmp_path / program
+        stub.write_text("#!/bin/sh\nexit 3\n")
+        stub.chmod(0o755)
+    done = subprocess.run(
+        ["dash" if shutil.which("dash") else "sh", "-c", fact().command(**kwargs)],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from bulwark.errors import ConfigError
 from bulwark.hosts.bootstrap import AccessProof, TrustStore
-from bulwark.hosts.inventory import load, preflight
+from bulwark.hosts.inventory import InventoryHost, from_data, load, login_refusal, preflight
 from bulwark.hosts.keys import ensure_key
 
 
@@ -62,3 +64,48 @@ def test_preflight_refuses_before_contact(tmp_path: Path) -> None:
         AccessProof("203.0.113.7", 22, "deploy", key.fingerprint, "SHA256:x", 0.0)
     )
     preflight(load(write(tmp_path, f"{{{base}, {trust}, 'ssh_user': 'deploy'}}", "proven")))
+
+
+def test_preflight_refuses_a_key_the_hardened_sshd_or_the_proof_would_not_accept(
+    tmp_path: Path,
+) -> None:
+    proved, _ = ensure_key(tmp_path / "proved")
+    other, _ = ensure_key(tmp_path / "other")
+    TrustStore(tmp_path).record(
+        AccessProof("203.0.113.7", 22, "deploy", proved.fingerprint, "SHA256:x", 0.0)
+    )
+    rsa = tmp_path / "rsa2048"
+    paramiko.RSAKey.generate(2048).write_private_key_file(str(rsa))
+    trust = f"'ssh_known_hosts_file': '{tmp_path / 'known_hosts'}', 'ssh_user': 'deploy'"
+    base = f"'ssh_hostname': '203.0.113.7', {trust}"
+    with pytest.raises(ConfigError, match="is not the key bootstrap proved for deploy"):
+        preflight(load(write(tmp_path, f"{{{base}, 'ssh_key': '{other.path}'}}", "other")))
+    with pytest.raises(ConfigError, match=r"2048-bit RSA key.*use an ed25519 key"):
+        preflight(load(write(tmp_path, f"{{{base}, 'ssh_key': '{rsa}'}}", "rsa")))
+
+
+def _host(bulwark: dict[str, object]) -> InventoryHost:
+    return from_data("web1", {"ssh_user": "deploy", "bulwark": bulwark})
+
+
+@pytest.mark.parametrize(
+    ("bulwark", "client", "groups", "refusal"),
+    [
+        ({}, "198.51.100.4", ["deploy"], None),
+        ({"firewall": {"ssh_sources": ["10.0.0.0/8"]}}, "10.1.2.3", ["deploy"], None),
+        ({"firewall": {"ssh_sources": ["10.0.0.0/8"]}}, "198.51.100.4", ["deploy"],
+         r"ssh_sources \['10.0.0.0/8'\] excludes 198.51.100.4, the address this run"),
+        ({"ssh": {"allow_groups": ["ops"]}}, "198.51.100.4", ["deploy", "ops"], None),
+        ({"ssh": {"allow_groups": ["ops"]}}, "198.51.100.4", ["deploy", "sudo"],
+         r"allow_groups \['ops'\] excludes deploy \(member of deploy sudo\)"),
+    ],
+)  # fmt: skip
+def test_settings_that_would_shut_out_this_runs_login_are_refused(
+    bulwark: dict[str, object], client: str, groups: list[str], refusal: str | None
+) -> None:
+    found = login_refusal(_host(bulwark), client, groups)
+    if refusal is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert re.search(refusal, found)

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from pyinfra.api import DeployError, deploy
+from pyinfra import host
+from pyinfra.api import DeployError, OperationError, deploy, operation
 from pyinfra.operations import files
 
 from bulwark.errors import BulwarkError
@@ -18,10 +19,26 @@ from bulwark.hosts.deploys.packages import packages
 from bulwark.hosts.deploys.pgbouncer import pgbouncer
 from bulwark.hosts.deploys.ssh import ssh
 from bulwark.hosts.deploys.updates import updates
-from bulwark.hosts.inventory import preflight
+from bulwark.hosts.facts import LoginContext
+from bulwark.hosts.inventory import InventoryHost, login_refusal, preflight
+from bulwark.hosts.operations import UPLOAD_DIR
 
-# pyinfra uploads through a temp dir; /tmp becomes noexec, so use our own, private to the user.
-PYINFRA_TMP = "/var/lib/bulwark/tmp"
+PYINFRA_TMP = UPLOAD_DIR
+
+
+@operation()
+def own_login_survives(conn: InventoryHost):  # type: ignore[no-untyped-def]
+    """Refuse, before anything on the host changes, a firewall or sshd setting that would shut
+    out the very login this run uses (its source address, its user's groups).
+
+    + conn: the host as the inventory describes it
+    """
+    seen = host.get_fact(LoginContext, _sudo=False)  # sudo would drop SSH_CLIENT
+    refusal = login_refusal(conn, seen["client"], seen["groups"])
+    if refusal:
+        raise OperationError(refusal + "; nothing was changed")
+    host.noop(f"{conn.user} from {seen['client'] or 'here'} stays allowed by the new settings")
+    yield from ()  # an operation is a generator of commands; this one only reads
 
 
 @deploy("bulwark harden")
@@ -31,6 +48,7 @@ def harden() -> None:
         preflight([conn])  # before any operation exists: refusal changes nothing
     except BulwarkError as exc:
         raise DeployError(str(exc)) from None
+    own_login_survives(name="This run's own login survives the new settings", conn=conn)
     files.directory(
         name="bulwark state and upload directory",
         path=PYINFRA_TMP,

@@ -91,6 +91,7 @@ def kernel() -> None:
                     ipv6_autoconf=conf.ipv6_autoconf,
                 ),
                 then="sysctl -q --system",
+                checked=True,
             ),
             ConfigFile(
                 "/etc/modprobe.d/bulwark-disabled.conf",

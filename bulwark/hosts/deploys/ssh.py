@@ -1,11 +1,16 @@
 """SSH: a hardened sshd drop-in that wins, conflicting drop-ins neutralised, host keys and moduli
 fit for ssh-audit's hardened policy, and a lockout guard around every change.
 
-The guard: before sshd's config changes, /etc/ssh is copied aside and a systemd timer is armed
-on the host that restores it. The change is validated with `sshd -t` (restored at once if that
-fails) and sshd reloaded. Then, from the controller, a NEW connection as the deploy user on the
-(new) port must log in and cancel the timer; if it cannot, the host restores the old config by
-itself when the timer fires.
+The guard: before sshd's config changes, /etc/ssh is copied aside; the slow parts (a new RSA
+host key, filtered moduli) are prepared beside it; then a systemd timer is armed on the host that
+restores the copy, and only then is /etc/ssh changed. The change is validated with `sshd -t` and
+by sshd's effective config (`sshd -T` must show the drop-in's values: it is read, and it wins);
+either failing restores the files at once, before sshd ever reads them. Then sshd reloads, and
+from the controller a NEW connection as the deploy user on the (new) port must log in and cancel
+the timer; if it cannot, the host restores the old config and restarts sshd by itself.
+
+A run cut off after the change but before that login leaves the timer running: the next run
+sees it, keeps the backup it made (the last confirmed config), and confirms or redoes the change.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -38,6 +44,10 @@ STATE_DIR = "/var/lib/bulwark"
 BACKUP = f"{STATE_DIR}/ssh-backup"
 REVERT_UNIT = "bulwark-ssh-revert"
 REVERT_SCRIPT = "/usr/local/sbin/bulwark-ssh-revert"
+# Written by the revert script when the timer fired: a confirmation that comes later is too late.
+REVERTED_MARK = f"{STATE_DIR}/ssh-reverted"
+STAGED_RSA = f"{STATE_DIR}/ssh_host_rsa_key.new"
+STAGED_MODULI = f"{STATE_DIR}/moduli.new"
 
 
 @cache
@@ -69,6 +79,8 @@ class SshPlan:
     filter_moduli: bool
     port_changes: bool
     socket_activated: bool
+    # An earlier run changed sshd and was cut off before a fresh login confirmed the change.
+    revert_pending: bool = False
 
     @property
     def empty(self) -> bool:
@@ -82,7 +94,7 @@ class SshPlan:
 
 
 def make_plan(conf: HardenSettings, conn: InventoryHost) -> SshPlan:
-    state = host.get_fact(SshdState, dropin=DROPIN)
+    state = host.get_fact(SshdState, dropin=DROPIN, revert_unit=REVERT_UNIT)
     version = state["version"]
     if version is None:
         raise OperationError(f"{host.name}: OpenSSH not found (ssh -V)")
@@ -113,6 +125,35 @@ def make_plan(conf: HardenSettings, conn: InventoryHost) -> SshPlan:
         filter_moduli=state["weak_moduli"] > 0,
         port_changes=conf.ssh.port != conn.sshd_port,
         socket_activated=state["socket"],
+        revert_pending=state["revert_pending"],
+    )
+
+
+def effective_values(conf: HardenSettings) -> list[str]:
+    """Lines `sshd -T` must print once the drop-in is in place: proof that sshd reads it and
+    that no earlier-read file or Match block overrides it."""
+    return [
+        f"port {conf.ssh.port}",
+        "permitrootlogin no",
+        "passwordauthentication no",
+        "kbdinteractiveauthentication no",
+        "authenticationmethods publickey",
+        f"maxauthtries {conf.ssh.max_auth_tries}",
+    ]
+
+
+def effective_check(conf: HardenSettings, user: str) -> str:
+    """Shell that fails (naming the first missing line) unless sshd's effective config for
+    `user` shows every value of effective_values()."""
+    wants = " ".join(shlex.quote(v) for v in effective_values(conf))
+    return (
+        f"eff=$(sshd -T -C user={user},host=bulwark-check,addr=198.51.100.7) && "
+        f'for want in {wants}; do printf \'%s\\n\' "$eff" | grep -qxiF "$want" || '
+        "{ echo \"sshd's effective config lacks '$want': another file read before "
+        f'{DROPIN} (or a Match block) decides it" >&2; exit 1; }}; done && '
+        "{ [ \"$(printf '%s\\n' \"$eff\" | grep -ci '^port ')\" = 1 ] || "
+        '{ echo "sshd would listen on more than one port: $(printf \'%s\\n\' "$eff" | '
+        "grep -i '^port ' | tr '\\n' ' ')\" >&2; exit 1; }; }"
     )
 
 
@@ -134,16 +175,36 @@ def guarded_sshd_change(conn: InventoryHost):  # type: ignore[no-untyped-def]
     """
     plan = make_plan(conn.settings, conn)
     revert_after = conn.settings.ssh.revert_after
-    if plan.empty:
+    if plan.empty and not plan.revert_pending:
         host.noop("sshd config, host keys and moduli are already hardened")
         return
+    if plan.empty:
+        # In place but never confirmed (the run that made it was cut off, maybe before its
+        # checks or the reload): check, reload, and let the fresh login below cancel the timer,
+        # or the host goes back to its previous config although this run reported success.
+        yield from _validate_and_reload(conn, plan)
+        return
+    if not plan.revert_pending:
+        # The copy the timer restores. While an unconfirmed change is pending, the copy that
+        # run took is the last confirmed config, and it stays.
+        yield (
+            f"systemctl reset-failed {REVERT_UNIT}.service {REVERT_UNIT}.timer 2>/dev/null; "
+            f"install -d -m 711 {STATE_DIR} && rm -rf {BACKUP}.new && cp -a /etc/ssh {BACKUP}.new "
+            f"&& rm -rf {BACKUP} && mv {BACKUP}.new {BACKUP}"
+        )
+    # The slow parts are prepared beside /etc/ssh, before the timer runs: a 4096-bit key takes
+    # minutes on a small host and must not eat the window the fresh login has.
+    if plan.regenerate_rsa:
+        yield (
+            f"rm -f {STAGED_RSA} {STAGED_RSA}.pub && "
+            f"ssh-keygen -q -t rsa -b {RSA_HOST_KEY_BITS} -N '' -f {STAGED_RSA}"
+        )
+    if plan.filter_moduli:
+        yield f"awk '$1 ~ /^#/ || $5 >= {MIN_MODULUS_BITS - 1}' /etc/ssh/moduli > {STAGED_MODULI}"
+    # From here on /etc/ssh changes, so the timer runs first (re-armed: a full window again).
     yield (
-        f"systemctl stop {REVERT_UNIT}.timer 2>/dev/null; "
+        f"rm -f {REVERTED_MARK}; systemctl stop {REVERT_UNIT}.timer 2>/dev/null; "
         f"systemctl reset-failed {REVERT_UNIT}.service {REVERT_UNIT}.timer 2>/dev/null; "
-        f"install -d -m 711 {STATE_DIR} && rm -rf {BACKUP}.new && cp -a /etc/ssh {BACKUP}.new "
-        f"&& rm -rf {BACKUP} && mv {BACKUP}.new {BACKUP}"
-    )
-    yield (
         f"systemd-run --quiet --unit={REVERT_UNIT} --on-active={revert_after}s "
         f"--description='bulwark: restore sshd config unless a fresh login confirms it' "
         f"{REVERT_SCRIPT}"
@@ -158,22 +219,29 @@ def guarded_sshd_change(conn: InventoryHost):  # type: ignore[no-untyped-def]
         yield f"rm -f {key} {key}.pub"
     if plan.regenerate_rsa:
         key = "/etc/ssh/ssh_host_rsa_key"
-        yield (
-            f"rm -f {key} {key}.pub && ssh-keygen -q -t rsa -b {RSA_HOST_KEY_BITS} -N '' -f {key}"
-        )
+        yield f"mv {STAGED_RSA} {key} && mv {STAGED_RSA}.pub {key}.pub"
     if plan.filter_moduli:
-        yield (
-            f"awk '$1 ~ /^#/ || $5 >= {MIN_MODULUS_BITS - 1}' /etc/ssh/moduli "
-            "> /etc/ssh/moduli.new && mv /etc/ssh/moduli.new /etc/ssh/moduli"
-        )
+        yield f"mv {STAGED_MODULI} /etc/ssh/moduli"
     if plan.dropin_changes:
         yield from files.put._inner(
             src=io.StringIO(plan.dropin), dest=DROPIN, user="root", group="root", mode="600"
         )
-    # An invalid config never reaches a running sshd: restore at once and fail the run.
+    yield from _validate_and_reload(conn, plan)
+
+
+def _validate_and_reload(conn: InventoryHost, plan: SshPlan) -> Iterator[str]:
+    """An invalid or overridden config never reaches a running sshd: the files go back at once
+    (sshd has not read them) and the run fails. While an earlier unconfirmed change is what
+    sshd runs, the timer stays: it still has to bring sshd back to the confirmed config."""
+    stop = "" if plan.revert_pending else f"systemctl stop {REVERT_UNIT}.timer; "
+    restore = f"{stop}{REVERT_SCRIPT} --files-only"
     yield (
-        f"sshd -t || {{ systemctl stop {REVERT_UNIT}.timer; {REVERT_SCRIPT}; "
+        f"sshd -t || {{ {restore}; "
         "echo 'sshd -t rejected the new config; the previous one is back' >&2; exit 1; }"
+    )
+    yield (
+        f"( {effective_check(conn.settings, conn.user)} ) || {{ {restore}; "
+        "echo 'the previous sshd config is back' >&2; exit 1; }"
     )
     yield reload_command(plan)
 
@@ -194,13 +262,26 @@ def confirm_fresh_login(conn: InventoryHost, port: int) -> None:
     login = Login(conn.user, key=load_key(conn.key_file))
     try:
         with connect(target, login, store.known_hosts) as s:
-            s.run(f"systemctl stop {REVERT_UNIT}.timer", sudo=True)
+            # Stopped first, then asked whether it already fired (or is restoring right now).
+            cancelled = s.run(
+                f"systemctl stop {REVERT_UNIT}.timer; [ ! -e {REVERTED_MARK} ] && "
+                f'case "$(systemctl show -p ActiveState --value {REVERT_UNIT}.service)" in '
+                "activ*|reloading) false ;; *) true ;; esac",
+                sudo=True,
+                check=False,
+            )
             proof = proof_from(s)
     except BulwarkError as exc:
         raise OperationError(
             f"{host.name}: no fresh login after the sshd change ({exc}); the host restores "
             f"its previous sshd config within the revert window"
         ) from None
+    if not cancelled.ok:
+        raise OperationError(
+            f"{host.name}: the revert timer fired before a fresh login confirmed the sshd change "
+            f"(bulwark.ssh.revert_after is {conn.settings.ssh.revert_after} s): the host is back "
+            "on its previous sshd config; raise revert_after and run again"
+        )
     store.record(proof)
 
 
@@ -208,9 +289,8 @@ def confirm_fresh_login(conn: InventoryHost, port: int) -> None:
 def ssh() -> None:
     conn = current()
     conf = conn.settings
-    installed = [
-        ConfigFile(REVERT_SCRIPT, render("ssh/bulwark-ssh-revert.sh.j2", backup=BACKUP), mode="755")
-    ]
+    script = render("ssh/bulwark-ssh-revert.sh.j2", backup=BACKUP, reverted_mark=REVERTED_MARK)
+    installed = [ConfigFile(REVERT_SCRIPT, script, mode="755")]
     if conf.ssh.banner:
         installed.append(ConfigFile("/etc/issue.net", conf.ssh.banner.rstrip("\n") + "\n"))
     config_files(

@@ -3,12 +3,12 @@ daily timers, reboot policy; the run proves that a dry run picks the security or
 
 from __future__ import annotations
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import OperationError, deploy
 from pyinfra.facts.server import LinuxDistribution
 
 from bulwark.hosts.deploys.context import current
-from bulwark.hosts.operations import ConfigFile, config_files, units_running
+from bulwark.hosts.operations import ConfigFile, config_files, program_exists, units_running
 from bulwark.hosts.templates import render
 
 
@@ -37,6 +37,12 @@ def updates() -> None:
     conf = current().settings
     distro_id, codename = distro()
     origin = security_origin(distro_id, codename)
+    if conf.updates.mail and not program_exists("sendmail"):
+        logger.warning(
+            "%s: bulwark.updates.mail is set but the host has no sendmail: unattended-upgrades "
+            "cannot send its reports until an MTA (e.g. a null client) is installed",
+            host.name,
+        )
     check = (
         "unattended-upgrade --dry-run -d 2>&1 | grep -F 'Allowed origins are:' "
         f"| grep -qF '{origin}' || {{ echo 'unattended-upgrade would not use {origin}' >&2; "
@@ -54,9 +60,13 @@ def updates() -> None:
                     updates=conf.updates,
                 ),
                 then=check,
+                checked=True,
             ),
             ConfigFile(
-                "/etc/apt/apt.conf.d/20auto-upgrades", render("apt/20auto-upgrades.j2"), then=check
+                "/etc/apt/apt.conf.d/20auto-upgrades",
+                render("apt/20auto-upgrades.j2"),
+                then=check,
+                checked=True,
             ),
         ],
     )
