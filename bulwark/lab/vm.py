@@ -261,6 +261,13 @@ def _launch(vm: LabVM, spec: VMSpec, image: Image, *, detach: bool, say: Progres
     for item, value in fw_cfg.items():
         _write_secret(directory / f"fw_cfg.{item}", value)
     accel_args = ["-accel", "kvm", "-cpu", "host"] if vm.accel == "kvm" else ["-accel", "tcg"]
+    append = "root=/dev/vda rw console=ttyS0"
+    if vm.accel != "kvm":
+        # Under TCG the guest calibrates its TSC against an emulated timer while the host is
+        # busy, and without NTP (no internet here) its clock then drifts by seconds per quarter
+        # hour. qemu's HPET counts at a fixed rate from the host's clock: no calibration, no
+        # drift, as a provider's NTP-synced VPS would keep time.
+        append += " clocksource=hpet"
     for _attempt in range(3):
         vm.ssh_port = _free_port()
         vm.forwards = {guest: _free_port() for guest in spec.forwards}
@@ -272,7 +279,7 @@ def _launch(vm: LabVM, spec: VMSpec, image: Image, *, detach: bool, say: Progres
             "qemu-system-x86_64", "-name", f"bulwark-lab-{vm.name}", *accel_args,
             "-m", str(spec.memory_mb), "-smp", str(spec.cpus),
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-            "-append", "root=/dev/vda rw console=ttyS0",
+            "-append", append,
             "-drive", f"file={directory / 'overlay.qcow2'},format=qcow2,if=virtio",
             # addr=0x3 names the NIC ens3, as the image's /etc/network/interfaces expects.
             "-netdev", f"user,id=n0,{hostfwd}", "-device", "virtio-net-pci,netdev=n0,addr=0x3",

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 import pytest
 
 MARK = "bulwark_control"
+# The benchmark the `cis` item numbers come from (its Ubuntu 24.04 sibling numbers most items
+# the same way).
+CIS_BENCHMARK = "CIS Debian Linux 12 Benchmark v1.1.0"
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,10 @@ class Control:
 
     @property
     def references(self) -> dict[str, object]:
-        return {"cis": self.cis or None, "devsec": list(self.devsec)}
+        refs: dict[str, object] = {"cis": self.cis or None, "devsec": list(self.devsec)}
+        if self.cis:
+            refs["cis_benchmark"] = CIS_BENCHMARK
+        return refs
 
 
 CONTROLS: dict[str, Control] = {}

@@ -86,10 +86,15 @@ def state(host: Any, meta: HostMeta) -> HostState:
 
 @pytest.fixture(scope="module")
 def endpoint(host: Any, meta: HostMeta, pytestconfig: pytest.Config) -> Endpoint:
-    """Where the host is reached from outside, resolved by OpenSSH from the same config."""
+    """Where the host is reached from outside, resolved by OpenSSH from the same config and the
+    same `--hosts` spec testinfra connects with."""
+    spec = getattr(host.backend, "host", None)  # testinfra's HostSpec for ssh:// hosts
     return resolve_endpoint(
         alias_of(host),
         pytestconfig.getoption("ssh_config"),
+        user=getattr(spec, "user", None),
+        port=getattr(spec, "port", None),
+        identity=pytestconfig.getoption("ssh_identity_file", default=None),
         forwarded=meta.forwarded,
         probe_keys=meta.probe_keys,
     )

@@ -47,11 +47,18 @@ def resolve_endpoint(
     alias: str,
     ssh_config: str | None,
     *,
+    user: str | None = None,
+    port: str | None = None,
+    identity: str | None = None,
     forwarded: dict[int, int] | None = None,
     probe_keys: list[Path] | None = None,
 ) -> Endpoint:
-    """Ask OpenSSH (`ssh -G`) how it would reach `alias`, so probes go where testinfra goes."""
-    cmd = ["ssh", "-G", *(["-F", ssh_config] if ssh_config else []), alias]
+    """Ask OpenSSH (`ssh -G`) how it would reach `alias`, so probes go where testinfra goes;
+    the user, port and key given in `--hosts=ssh://user@alias:port` (or testinfra's
+    --ssh-identity-file) win over the config file, as they do for testinfra."""
+    cmd = ["ssh", "-G", *(["-F", ssh_config] if ssh_config else [])]
+    cmd += [*(["-l", user] if user else []), *(["-p", port] if port else [])]
+    cmd += [*(["-i", identity] if identity else []), alias]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     conf: dict[str, str] = {}
     for line in done.stdout.splitlines():

@@ -4,6 +4,7 @@ shape the audit report reads for hosts."""
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -69,6 +70,37 @@ class Report(BaseModel):
 
     def write(self, path: Path) -> None:
         path.write_text(self.to_json() + "\n")
+
+    def to_junit(self) -> str:
+        """JUnit XML, a test suite per host and a test case per control: what CI systems show.
+        Not applicable is a skip (with its reason), fail a failure (with the evidence)."""
+        suites = ET.Element("testsuites", name=self.tool)
+        for host in self.hosts:
+            counts = host.summary
+            suite = ET.SubElement(
+                suites,
+                "testsuite",
+                name=host.host,
+                tests=str(len(host.controls)),
+                failures=str(counts["fail"]),
+                errors=str(counts["error"]),
+                skipped=str(counts["not-applicable"]),
+                time=f"{sum(c.seconds for c in host.controls):.3f}",
+                timestamp=self.generated_at,
+            )
+            for c in host.controls:
+                case = ET.SubElement(
+                    suite, "testcase", classname=f"{host.host}.{c.family}", name=c.id,
+                    time=f"{c.seconds:.3f}",
+                )  # fmt: skip
+                if c.status == "fail":
+                    ET.SubElement(case, "failure", message=c.evidence or c.title).text = c.title
+                elif c.status == "error":
+                    ET.SubElement(case, "error", message=c.reason or "error").text = c.title
+                elif c.status == "not-applicable":
+                    ET.SubElement(case, "skipped", message=c.reason or "not applicable")
+        ET.indent(suites)
+        return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
     @classmethod
     def read(cls, path: Path) -> Report:

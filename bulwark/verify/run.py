@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bulwark.errors import ConfigError
+from bulwark.errors import BulwarkError, ConfigError
 from bulwark.hosts import inventory
 from bulwark.settings.hosts import harden_settings
 from bulwark.verify.controls import Control
@@ -160,9 +160,8 @@ def run_verify(
                 trusted.append(t)
         try:
             if trusted:
-                suite = _run_suite(trusted, work, config, junit_out, ban_probe, probe_keys, select)
-                for host in suite.hosts:
-                    report.host(host.host).controls.extend(host.controls)
+                suite = _run_suite(trusted, work, config, ban_probe, probe_keys, select)
+                _merge(report, suite, trusted, select)
         finally:
             for t in targets:
                 subprocess.run(
@@ -173,14 +172,26 @@ def run_verify(
                 )
     if json_out is not None:
         report.write(json_out)
+    if junit_out is not None:
+        junit_out.write_text(report.to_junit())
     return report
+
+
+def _merge(report: Report, suite: Report, trusted: list[VerifyTarget], select: str | None) -> None:
+    """Add the suite's results to each host's trust result; a trusted host with no control
+    result was not verified at all, and that must not read as a pass."""
+    for host in suite.hosts:
+        report.host(host.host).controls.extend(host.controls)
+    for t in trusted:
+        if len(report.host(t.alias).controls) == 1:  # the trust check alone
+            selected = f" (-k {select!r} selects none)" if select else ""
+            raise BulwarkError(f"{t.alias}: no control ran{selected}: nothing was verified")
 
 
 def _run_suite(
     targets: list[VerifyTarget],
     work: Path,
     config: Path,
-    junit_out: Path | None,
     ban_probe: bool,
     probe_keys: list[Path] | None,
     select: str | None,
@@ -221,10 +232,14 @@ def _run_suite(
         "--bulwark-json",
         str(results),
     ]
-    cmd += ["--junitxml", str(junit_out.resolve())] if junit_out else []
     cmd += ["--bulwark-ban-probe"] if ban_probe else []
     cmd += ["-k", select] if select else []
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=work)
-    if not results.is_file():
-        raise ConfigError(f"the verification suite did not run:\n{done.stdout[-2000:]}")
+    # pytest: 0 all passed, 1 some failed; anything else (interrupted, internal or usage error,
+    # nothing collected) means the suite itself did not run as it should.
+    if done.returncode not in (0, 1) or not results.is_file():
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
+        raise BulwarkError(
+            f"the verification suite did not run (pytest exit {done.returncode}):\n{tail}"
+        )
     return Report.read(results)

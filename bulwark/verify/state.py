@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,9 +83,7 @@ BEGIN { RS = ""; split(names, name, " ") }
 
 def snapshot_parts(users: list[str]) -> dict[str, str]:
     """Every source the controls read: name -> shell command (run as root)."""
-    # The clock first: it is judged against the window in which the snapshot ran.
-    parts = {"time": "date +%s.%N; timedatectl show -p NTP -p NTPSynchronized 2>/dev/null"}
-    parts |= {
+    parts = {
         f"sshd:{user}": f"sshd -T -C user={user},host=bulwark-verify,addr={SSHD_T_ADDR} 2>&1"
         for user in users
     }
@@ -96,7 +95,9 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
     parts |= {
         "os-release": "cat /etc/os-release",
         "kernel": "uname -r",
-        "openssh": "ssh -V 2>&1",
+        # The server's own version: sshd has no version flag before 9.x, but its usage text
+        # (printed for an unknown flag) starts with it.
+        "openssh": "sshd -V 2>&1 | grep -m1 OpenSSH_",
         "sshd-procs": "ps -o args= -C sshd",
         "hostkeys": (
             "for f in $(sshd -T 2>/dev/null | awk '$1==\"hostkey\"{print $2}'); do "
@@ -131,7 +132,6 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
             '"$h/.ssh/authorized_keys" "$h/.ssh/authorized_keys2"; do [ -e "$f" ] && '
             'echo "$u $(stat -c \'%a %U\' "$f") $f"; done; done'
         ),
-        "listen": "ss -Htulpn 2>/dev/null",
         # dev-sec os-06 is a denylist: stat those programs rather than walk the file system.
         "suid": (
             f"for f in {' '.join(sorted(SUID_DENYLIST))}; do "
@@ -145,11 +145,14 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         "modprobe": "modprobe -c 2>/dev/null | grep -E '^install '",
         "lsmod": "cut -d' ' -f1 /proc/modules",
         "pgbouncer-ini": "grep -vE '^\\s*(;|#|$)' /etc/pgbouncer/pgbouncer.ini 2>/dev/null",
-        # Each user's name and the first characters of its secret: enough to tell a SCRAM
-        # verifier from a plaintext password without the secret ever leaving the host.
+        # Each user's name and the kind of its secret, told apart on the host: no part of a
+        # secret ever leaves it.
         "pgbouncer-users": (
-            "awk -F'\"' 'NF >= 4 {print $2, substr($4, 1, 14)}' /etc/pgbouncer/userlist.txt "
-            "2>/dev/null"
+            "awk -F'\"' 'NF >= 4 { kind = \"plain\"; "
+            'if (substr($4, 1, 14) == "SCRAM-SHA-256$") kind = "scram"; '
+            'else if (substr($4, 1, 3) == "md5" && length($4) == 35) kind = "md5"; '
+            "print $2, kind }' "
+            "/etc/pgbouncer/userlist.txt 2>/dev/null"
         ),
         "cpu-vulns": "grep -H . /sys/devices/system/cpu/vulnerabilities/* 2>/dev/null",
         "entropy": "cat /proc/sys/kernel/random/entropy_avail",
@@ -162,6 +165,21 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         "| grep -vE '^\\s*(#|$)'",
     }
     return parts
+
+
+def early_parts() -> dict[str, str]:
+    """What is read in a quick command of its own before the snapshot: the clock (judged against
+    that command's short round trip) and the listening sockets (before the outside probe starts
+    a listener of its own on an undeclared port)."""
+    return {
+        "time": "date +%s.%N; timedatectl show -p NTP -p NTPSynchronized 2>/dev/null",
+        "listen": "ss -Htulpn 2>/dev/null",
+    }
+
+
+class SnapshotError(Exception):
+    """The host's state could not be read whole (e.g. the connection dropped): every control
+    that reads it is an error, not a failure with made-up evidence."""
 
 
 def clock_offset(host_time: float, sent: float, received: float) -> float:
@@ -223,6 +241,7 @@ def parse_ufw(lines: list[str]) -> dict[str, Any]:
         elif line.startswith("--"):
             table = True
         elif table and line:
+            line = re.sub(r"\s+# .*$", "", line)  # a rule's comment, e.g. fail2ban's on a ban
             match = re.match(
                 r"^(?P<to>\S+(?: \(v6\))?)\s+"
                 r"(?P<action>(?:ALLOW|DENY|LIMIT|REJECT)(?: IN| OUT| FWD)?)\s+(?P<src>.+?)$",
@@ -249,22 +268,40 @@ class HostState:
         self.host = host
         self.deploy_user = deploy_user
         self.users = ["root", deploy_user, UNKNOWN_USER]
-        self.read_at = 0.0  # the controller's clock when the snapshot was requested
-        self.read_done = 0.0  # ... and when its output came back
+        self.read_at = 0.0  # the controller's clock when the host's clock was read
+        self.read_done = 0.0  # ... and when the answer came back
+        self.early = threading.Event()  # set once the clock and the listeners are read
         self._reading: Future[dict[str, list[str]]] | None = None
 
     def start(self) -> None:
         """Begin reading the snapshot in the background (the outside probes run meanwhile)."""
         if self._reading is None:
-            self.read_at = time.time()
             pool = ThreadPoolExecutor(max_workers=1)
             self._reading = pool.submit(self._read)
             pool.shutdown(wait=False)  # the read goes on; the thread ends with it
 
     def _read(self) -> dict[str, list[str]]:
-        result = self.host.run("sh -c %s", snapshot_command(snapshot_parts(self.users)))
-        self.read_done = time.time()
-        return split_snapshot(result.stdout)
+        try:
+            self.read_at = time.time()
+            early = self._run(early_parts())
+            self.read_done = time.time()
+        finally:
+            self.early.set()
+        return early | self._run(snapshot_parts(self.users))
+
+    def _run(self, parts: dict[str, str]) -> dict[str, list[str]]:
+        result = self.host.run("sh -c %s", snapshot_command(parts))
+        found = split_snapshot(result.stdout)
+        # Each part prints its marker before it runs: a missing one means the shell never got
+        # there (the connection dropped, sudo failed), whatever the parts before it printed.
+        missing = [name for name in parts if name not in found]
+        if missing:
+            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
+            raise SnapshotError(
+                f"the host's state could not be read: {len(missing)} of {len(parts)} parts "
+                f"missing, from {missing[0]} on (exit {result.rc}: {detail[0] if detail else '-'})"
+            )
+        return found
 
     @cached_property
     def raw(self) -> dict[str, list[str]]:

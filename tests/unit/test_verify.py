@@ -6,18 +6,25 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 import bulwark.verify.suite
-from bulwark.errors import ConfigError
+from bulwark.errors import BulwarkError, ConfigError
+from bulwark.settings.hosts import HardenSettings
 from bulwark.verify import run
 from bulwark.verify.controls import CONTROLS
 from bulwark.verify.results import ControlResult, HostResult, Report
 from bulwark.verify.state import (
     UNITS_AWK,
+    HostState,
+    SnapshotError,
     clock_offset,
+    early_parts,
     parse_fail2ban,
     parse_sshd_t,
     parse_ufw,
@@ -25,6 +32,8 @@ from bulwark.verify.state import (
     snapshot_parts,
     split_snapshot,
 )
+from bulwark.verify.suite import test_services as services
+from bulwark.verify.suite import test_ssh as ssh_controls
 from bulwark.verify.suite.test_services import allowed_origin_matches, origin_matches
 
 for module in pkgutil.iter_modules(bulwark.verify.suite.__path__):
@@ -91,8 +100,36 @@ def test_clock_is_judged_against_the_whole_read_window(host_time: float, offset:
     assert clock_offset(host_time, sent=1010.0, received=1030.0) == offset
 
 
-def test_the_clock_is_read_first_in_the_snapshot() -> None:
-    assert next(iter(snapshot_parts(["root"]))) == "time"
+def test_the_clock_and_the_listeners_are_read_apart_before_the_snapshot() -> None:
+    assert set(early_parts()) == {"time", "listen"}
+    assert not set(early_parts()) & set(snapshot_parts(["root"]))
+
+
+class ScriptedHost:
+    """testinfra's host.run answering each remote command with the next scripted output."""
+
+    def __init__(self, *outputs: tuple[int, str]) -> None:
+        self.outputs = list(outputs)
+
+    def run(self, command: str, *args: str) -> Any:
+        rc, stdout = self.outputs.pop(0)
+        return SimpleNamespace(rc=rc, stdout=stdout, stderr="")
+
+
+def _printed(parts: dict[str, str]) -> str:
+    return "".join(f"@@bulwark-verify {name}\nx\n" for name in parts)
+
+
+def test_a_snapshot_cut_short_is_an_error_not_evidence() -> None:
+    whole = _printed(snapshot_parts(["root", "deploy", "bulwark-nobody"]))
+    state = HostState(ScriptedHost((0, _printed(early_parts())), (0, whole)), "deploy")
+    assert state.lines("mounts") == ["x"]
+    assert state.early.is_set()
+    assert state.read_at <= state.read_done
+    half = whole[: len(whole) // 2]
+    cut = HostState(ScriptedHost((0, _printed(early_parts())), (255, half)), "deploy")
+    with pytest.raises(SnapshotError, match=r"parts missing, from \S+ on \(exit 255"):
+        cut.lines("mounts")
 
 
 UFW = """Status: active
@@ -105,6 +142,7 @@ To                         Action      From
 22/tcp                     LIMIT IN    Anywhere
 5432/tcp                   ALLOW IN    10.0.0.0/8
 22/tcp (v6)                LIMIT IN    Anywhere (v6)
+Anywhere                   REJECT IN   203.0.113.9      # by Fail2Ban after 5 attempts against sshd
 """
 
 
@@ -117,7 +155,25 @@ def test_ufw_status_table() -> None:
         ("22/tcp", "LIMIT IN", "Anywhere", False),
         ("5432/tcp", "ALLOW IN", "10.0.0.0/8", False),
         ("22/tcp", "LIMIT IN", "Anywhere", True),
+        ("Anywhere", "REJECT IN", "203.0.113.9", False),
     ]
+
+
+def _state(raw: dict[str, list[str]]) -> HostState:
+    state = HostState(host=None, deploy_user="deploy")
+    state.__dict__["raw"] = raw  # as if read from a host
+    return state
+
+
+def test_a_live_fail2ban_ban_is_not_an_undeclared_port() -> None:
+    settings = HardenSettings.model_validate({"firewall": {"allow": [{"port": 5432,
+                                              "sources": ["10.0.0.0/8"]}]}})  # fmt: skip
+    services.test_ufw_declared_ports(_state({"ufw": UFW.splitlines()}), settings)
+    opened = UFW.replace(
+        "Anywhere                   REJECT IN", "8080/tcp                   ALLOW IN"
+    )
+    with pytest.raises(AssertionError, match="8080/tcp"):
+        services.test_ufw_declared_ports(_state({"ufw": opened.splitlines()}), settings)
 
 
 DEBIAN = {"id": "Debian", "codename": "bookworm"}
@@ -175,6 +231,26 @@ def test_report_json_round_trip(tmp_path: Path) -> None:
 
 def test_an_empty_report_is_not_ok() -> None:
     assert not Report().ok
+
+
+def test_junit_has_every_control_of_every_host_trust_included() -> None:
+    controls = [_result(status) for status in ("pass", "fail", "not-applicable", "error")]
+    junit = Report(hosts=[HostResult(host="web1", controls=controls)]).to_junit()
+    xml = ET.fromstring(junit)  # noqa: S314 - our own output
+    (suite,) = xml.iter("testsuite")
+    assert suite.attrib | {"time": "", "timestamp": ""} == {
+        "name": "web1", "tests": "4", "failures": "1", "errors": "1", "skipped": "1",
+        "time": "", "timestamp": "",
+    }  # fmt: skip
+    kinds = [[child.tag for child in case] for case in suite.iter("testcase")]
+    assert kinds == [[], ["failure"], ["skipped"], ["error"]]
+
+
+def test_a_trusted_host_with_no_control_result_is_an_error() -> None:
+    target = run.VerifyTarget("web1", "203.0.113.7", 22, "deploy", None, Path("kh"))
+    report = Report(hosts=[HostResult(host="web1", controls=[_result("pass")])])
+    with pytest.raises(BulwarkError, match=r"web1: no control ran .-k 'typo' selects none."):
+        run._merge(report, Report(), [target], "typo")
 
 
 def test_ssh_config_pins_keys_and_multiplexes(tmp_path: Path) -> None:
@@ -252,3 +328,31 @@ def test_units_one_systemctl_show_becomes_name_state_lines() -> None:
         "chrony absent inactive",
         "ntp masked inactive",
     ]
+
+
+def test_userlist_secrets_are_classified_on_the_host_and_never_copied(tmp_path: Path) -> None:
+    userlist = tmp_path / "userlist.txt"
+    userlist.write_text(
+        '"app" "SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2VydmVy"\n'
+        '"old" "md50123456789abcdef0123456789abcdef"\n'
+        '"bad" "hunter2-plain"\n'
+    )
+    command = snapshot_parts(["root"])["pgbouncer-users"].replace(
+        "/etc/pgbouncer/userlist.txt", str(userlist)
+    )
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["app scram", "old md5", "bad plain"]
+    assert "hunter2" not in out
+
+
+@pytest.mark.parametrize(
+    "printed",
+    [
+        "OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024",
+        "OpenSSH_9.2, OpenSSL 3.0.15 3 Sep 2024",  # sshd's usage text on an unknown flag
+    ],
+)
+def test_sshd_version_is_read_from_either_form(printed: str) -> None:
+    ssh_controls.test_modern_openssh(_state({"openssh": [printed]}))
+    with pytest.raises(AssertionError, match=r"sshd is OpenSSH_7\.4"):
+        ssh_controls.test_modern_openssh(_state({"openssh": ["OpenSSH_7.4p1, OpenSSL 1.0"]}))

@@ -108,6 +108,7 @@ def test_password_aging(state: HostState) -> None:
     "login.defs: the declared umask, system PATHs, login retries and timeout",
     rationale="A permissive umask makes every new file readable by everyone.",
     devsec="os-05",
+    cis="5.4.3.3",
 )
 def test_login_defs(state: HostState, expected: HardenSettings) -> None:
     defs = state.login_defs
@@ -286,6 +287,7 @@ EXPECTED_UDP = {68, 546}
     "net-listeners",
     "Nothing listens beyond loopback except sshd and the declared ports",
     rationale="An unexpected listener is either a mistake or an intruder.",
+    cis="2.1.22",
 )
 def test_listeners(state: HostState, expected: HardenSettings) -> None:
     declared = {(expected.ssh.port, "tcp")} | {(r.port, r.proto) for r in expected.firewall.allow}
@@ -308,14 +310,17 @@ def test_listeners(state: HostState, expected: HardenSettings) -> None:
     assert not unexpected, f"listening: {', '.join(unexpected)}"
 
 
+# (id, packages, dev-sec id, CIS Debian Linux 12 v1.1.0 item)
 PACKAGES_ABSENT = [
-    ("package-inetd", ("inetd", "openbsd-inetd", "inetutils-inetd", "xinetd"), "package-01"),
-    ("package-telnetd", ("telnetd", "inetutils-telnetd", "telnetd-ssl"), "package-02"),
-    ("package-rsh-server", ("rsh-server", "rsh-redone-server"), "package-03"),
-    ("package-nis-server", ("nis", "ypserv"), "package-05"),
-    ("package-tftp-server", ("tftpd", "tftpd-hpa", "atftpd", "tftp-server"), "package-06"),
-    ("package-prelink", ("prelink",), "package-09"),
-]
+    ("package-inetd", ("inetd", "openbsd-inetd", "inetutils-inetd", "xinetd"), "package-01",
+     "2.1.19"),
+    ("package-telnetd", ("telnetd", "inetutils-telnetd", "telnetd-ssl"), "package-02", ""),
+    ("package-rsh-server", ("rsh-server", "rsh-redone-server"), "package-03", ""),
+    ("package-nis-server", ("nis", "ypserv"), "package-05", "2.1.10"),
+    ("package-tftp-server", ("tftpd", "tftpd-hpa", "atftpd", "tftp-server"), "package-06",
+     "2.1.16"),
+    ("package-prelink", ("prelink",), "package-09", "1.5.4"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -329,10 +334,11 @@ PACKAGES_ABSENT = [
                 f"{names[0]} is not installed",
                 rationale="Cleartext or legacy network services, or tools that rewrite "
                 "binaries, have no place on a hardened server.",
+                cis=cis,
                 devsec=devsec,
             ),
         )
-        for cid, names, devsec in PACKAGES_ABSENT
+        for cid, names, devsec, cis in PACKAGES_ABSENT
     ],
 )
 def test_package_absent(state: HostState, names: tuple[str, ...]) -> None:

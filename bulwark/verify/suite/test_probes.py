@@ -100,7 +100,9 @@ def _listener(marker: str) -> str:
     )
 
 
-def _try_undeclared_port(host: Any, address: str, outside: int) -> PortResult:
+def _try_undeclared_port(host: Any, state: HostState, address: str, outside: int) -> PortResult:
+    # Not before the host's listening sockets are read: this listener must not be counted.
+    state.early.wait(timeout=120)
     marker = secrets.token_hex(8)
     started = host.run(
         "sh -c %s",
@@ -123,6 +125,7 @@ def port_probe(
     host: Any,
     endpoint: Endpoint,
     expected: HardenSettings,
+    state: HostState,
     ssh_access: dict[str, Future[Access]],  # started first: all of it runs at once
 ) -> Iterator[Future[PortResult] | str]:
     """Start a listener on an undeclared port and try it from outside, in the background: a
@@ -132,11 +135,15 @@ def port_probe(
     outside = endpoint.reach(PROBE_PORT)
     if PROBE_PORT in declared:
         yield f"port {PROBE_PORT} is declared open"
-    elif outside == PROBE_PORT and endpoint.forwarded:
-        yield f"port {PROBE_PORT} is not forwarded to this host"
+    elif PROBE_PORT not in endpoint.forwarded and (
+        endpoint.forwarded or endpoint.port != expected.ssh.port
+    ):
+        # SSH itself is reached through a forward (NAT, a lab VM): the same port number on the
+        # address we connect to is some other machine's, not this host's.
+        yield f"the host is reached through port forwarding and port {PROBE_PORT} is not forwarded"
     else:
         with ThreadPoolExecutor(max_workers=1) as pool:
-            yield pool.submit(_try_undeclared_port, host, endpoint.host, outside)
+            yield pool.submit(_try_undeclared_port, host, state, endpoint.host, outside)
 
 
 @control(
