@@ -461,32 +461,48 @@ def pooler_check(
     prepare_threshold: Annotated[
         str, typer.Option(help="The app's psycopg prepare_threshold: a number, or 'none'.")
     ] = "5",
-    clients: Annotated[int, typer.Option(help="Concurrent connections.")] = 20,
+    prepared_max: Annotated[
+        int, typer.Option(help="The app's psycopg prepared_max (statement cache size).")
+    ] = 100,
+    clients: Annotated[
+        int, typer.Option(help="Concurrent connections (more than the pool's server ones).")
+    ] = 20,
     rounds: Annotated[int, typer.Option(help="Query rounds per connection.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    results: Annotated[
+        Path | None,
+        typer.Option(help="Also write the finding as verify results, for `bulwark audit --hosts`."),
+    ] = None,
 ) -> None:
     """Prove whether the app's driver settings survive this transaction pooler."""
     from bulwark.pooler import check as pooler  # noqa: PLC0415 - psycopg only for this command
+    from bulwark.pooler.report import as_verify_report  # noqa: PLC0415
 
-    threshold = pooler.parse_threshold(prepare_threshold)
-    result = pooler.check(dsn, threshold=threshold, clients=clients, rounds=rounds)
+    driver = pooler.Driver(pooler.parse_threshold(prepare_threshold), prepared_max)
+    result = pooler.check(dsn, driver=driver, clients=clients, rounds=rounds)
+    if results is not None:
+        as_verify_report(result).write(results)
     if as_json:
         emit_json(result.as_dict())
     else:
-        out.print(f"server {result.server_version}, libpq {result.libpq}")
-        for run in (result.tested, result.unprepared):
-            errors = sum(run.errors.values())
+        pgbouncer = f"PgBouncer {result.pgbouncer}" if result.pgbouncer else "PgBouncer ?"
+        out.print(
+            f"{result.target}: {pgbouncer}, server {result.server_version}, "
+            f"libpq {'.'.join(map(str, result.libpq))}",
+            highlight=False,
+        )
+        for run in result.workloads:
+            errors = sum(run.errors.values()) + sum(run.refused.values())
             colour = "green" if run.safe else "red"
             out.print(
                 f"  {run.label}: [{colour}]{run.ok} ok, {errors} errors[/{colour}] "
-                f"({run.clients} clients x {run.rounds} rounds, {run.seconds:.1f} s); "
-                f"server connection showed {run.server_prepared} prepared statements",
+                f"({run.clients} clients x {run.rounds} rounds on "
+                f"{len(run.server_pids)} server connections, {run.seconds:.1f} s); "
+                f"a server connection showed {run.server_prepared} prepared statements",
                 highlight=False,
             )
-            for kind, count in run.errors.most_common():
+            for kind, count in (run.refused + run.errors).most_common():
                 out.print(f"    {count} x {kind}", highlight=False)
-            if run is result.unprepared and result.unprepared is result.tested:
-                break
         out.print(result.verdict(), highlight=False)
     if not result.safe:
         raise typer.Exit(int(ExitCode.FAILED_CHECKS))

@@ -29,10 +29,28 @@ class DriverSettings:
 
 
 PSYCOPG_DEFAULT_PREPARE_THRESHOLD = 5
+# From these on, psycopg's prepared statements survive PgBouncer's transaction pooling.
+MIN_PGBOUNCER = (1, 22)
+MIN_LIBPQ = 17
 
 
-def _version(text: str) -> tuple[int, ...]:
+def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
+
+
+def prepare_blockers(
+    pgbouncer_version: str | None, max_prepared_statements: int | None, libpq_major: int | None
+) -> list[str]:
+    """What keeps psycopg's prepared statements from being safe behind PgBouncer in transaction
+    mode (empty: nothing). None means unknown, which blocks: safety is never assumed."""
+    missing = []
+    if pgbouncer_version is None or version_tuple(pgbouncer_version) < MIN_PGBOUNCER:
+        missing.append(f"PgBouncer {pgbouncer_version or 'unknown'} < 1.22")
+    if max_prepared_statements is None or max_prepared_statements <= 0:
+        missing.append(f"max_prepared_statements = {max_prepared_statements or 0}")
+    if libpq_major is None or libpq_major < MIN_LIBPQ:
+        missing.append(f"libpq {libpq_major or 'unknown'} < {MIN_LIBPQ}")
+    return missing
 
 
 def driver_settings(
@@ -53,13 +71,7 @@ def driver_settings(
             "managed pooling in transaction mode: server-side prepared statements are not "
             "guaranteed to survive between transactions",
         )
-    missing = []
-    if pgbouncer_version is None or _version(pgbouncer_version) < (1, 22):
-        missing.append(f"PgBouncer {pgbouncer_version or 'unknown'} < 1.22")
-    if max_prepared_statements <= 0:
-        missing.append("max_prepared_statements = 0")
-    if libpq_major is None or libpq_major < 17:
-        missing.append(f"libpq {libpq_major or 'unknown'} < 17")
+    missing = prepare_blockers(pgbouncer_version, max_prepared_statements, libpq_major)
     if missing:
         return DriverSettings(None, "prepared statements off: " + ", ".join(missing))
     return DriverSettings(

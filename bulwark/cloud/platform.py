@@ -17,6 +17,7 @@ from bulwark.cloud.pooler import PoolerArgs, TransactionPooler, managed_pool_fla
 from bulwark.cloud.project import ProjectApis
 from bulwark.cloud.service import CloudRunArgs, CloudRunService
 from bulwark.errors import ConfigError
+from bulwark.policy.rules.stack import LIBPQ_LABEL
 from bulwark.settings.cloud import AREAS, CloudSettings, cloud_settings
 
 # Stack outputs whose values are secret; plan and tests check they are marked so.
@@ -105,6 +106,7 @@ def build(settings: CloudSettings) -> dict[str, pulumi.Input[object]]:
             base_name=base,
             settings=s.pooler,
             pool_size=pool_size,
+            budget=s.budget,
             database=database,
             driver=driver,
             network_id=network.vpc.id,
@@ -149,7 +151,10 @@ def build(settings: CloudSettings) -> dict[str, pulumi.Input[object]]:
                 # Public CA of the Redis TLS endpoint, so clients verify the server.
                 "REDIS_CA_CERT": cache.server_ca.apply(lambda cert: cert or ""),
             },
-            labels=labels,
+            # The libpq the image was declared to ship: policy weighs it with the pooler's
+            # PgBouncer version before it lets psycopg prepare statements.
+            labels=labels
+            | ({LIBPQ_LABEL: str(s.service.libpq_major)} if s.service.libpq_major else {}),
         ),
         opts=after_apis,
     )

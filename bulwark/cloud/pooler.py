@@ -6,11 +6,13 @@ driver settings that are safe for that pooler.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
+from bulwark.budget import Budget
 from bulwark.cloud.database import PostgresDatabase
 from bulwark.cloud.driver import DriverSettings
 from bulwark.cloud.options import child_options
@@ -20,8 +22,9 @@ from bulwark.policy.rules.stack import (
     PGBOUNCER_POOL_MODE,
     PGBOUNCER_POOL_SIZE,
     PGBOUNCER_PREPARED,
+    PGBOUNCER_VERSION,
 )
-from bulwark.settings.cloud import POOLER_PORT, PoolerSettings
+from bulwark.settings.cloud import POOLER_PORT, PgBouncerSettings, PoolerSettings
 
 # Google's IAP TCP forwarding range: the only way SSH reaches a VM without a public IP.
 IAP_RANGE = "35.235.240.0/20"
@@ -62,7 +65,8 @@ def dsn(
 
 @dataclass(frozen=True)
 class PoolerArgs:
-    """+ settings: pooler settings; + pool_size: server pool size from the budget;
+    """+ settings: pooler settings; + pool_size: server pool size from the budget (+ budget:
+    the whole of it, which the PgBouncer host's settings repeat);
     + database: the PostgresDatabase behind the pooler; + driver: safe driver settings;
     + network_id, client_cidr: the VPC and the Cloud Run subnet allowed to connect;
     + pooler_cidr, zone, flow_logs: where the PgBouncer VM lives (pgbouncer mode)."""
@@ -73,6 +77,7 @@ class PoolerArgs:
     base_name: str
     settings: PoolerSettings
     pool_size: int
+    budget: Budget
     database: PostgresDatabase
     driver: DriverSettings
     network_id: pulumi.Input[str]
@@ -80,6 +85,38 @@ class PoolerArgs:
     pooler_cidr: str
     flow_logs: bool
     labels: dict[str, str]
+
+
+def pgbouncer_host_settings(
+    args: PoolerArgs, pg: PgBouncerSettings, listen: str, backend: str, database: str,
+    user: str, secret: str,
+) -> dict[str, object]:  # fmt: skip
+    """The PgBouncer VM's `bulwark.pgbouncer` settings (bulwark/settings/pooler.py): the same
+    pool size, client limit and connection budget the stack computed, TLS to Cloud SQL, and
+    the Secret Manager secret the operator fetches the password from."""
+    budget = args.budget
+    return {
+        "listen_address": listen,
+        "port": POOLER_PORT,
+        "client_ranges": [args.client_cidr],
+        "clients": dataclasses.asdict(budget.clients),
+        "max_client_conn": budget.pooler.client_limit,
+        "default_pool_size": args.pool_size,
+        "server_max_connections": budget.postgres.max_connections,
+        "reserved_connections": budget.postgres.reserved,
+        "max_prepared_statements": pg.max_prepared_statements,
+        "server_tls_sslmode": "require",  # Cloud SQL takes encrypted connections only
+        "databases": [
+            {
+                "name": database,
+                "host": backend,
+                "port": POSTGRES_PORT,
+                "user": user,
+                "password_file": f"~/.config/bulwark/{secret}",
+                "password_secret": secret,
+            }
+        ],
+    }
 
 
 class TransactionPooler(pulumi.ComponentResource):
@@ -251,6 +288,7 @@ class TransactionPooler(pulumi.ComponentResource):
                 PGBOUNCER_MAX_CLIENT_CONN: str(args.settings.max_client_connections),
                 PGBOUNCER_POOL_SIZE: str(args.pool_size),
                 PGBOUNCER_PREPARED: str(pg.max_prepared_statements),
+                PGBOUNCER_VERSION: pg.version,
             },
             can_ip_forward=False,
             allow_stopping_for_update=True,
@@ -269,20 +307,8 @@ class TransactionPooler(pulumi.ComponentResource):
                 "project": args.project,
                 "zone": args.zone,
                 "ssh_via": "iap",
-                "pgbouncer": {
-                    "listen_port": POOLER_PORT,
-                    "pool_mode": "transaction",
-                    "max_client_conn": args.settings.max_client_connections,
-                    "default_pool_size": args.pool_size,
-                    "max_prepared_statements": pg.max_prepared_statements,
-                    "allowed_client_cidr": args.client_cidr,
-                    "backend_host": v[2],
-                    "backend_port": POSTGRES_PORT,
-                    "backend_sslmode": "require",
-                    "database": v[3],
-                    "user": v[4],
-                    "password_secret": v[5],
-                },
+                # The host's `bulwark` data, in the shape `bulwark harden` validates.
+                "bulwark": {"pgbouncer": pgbouncer_host_settings(args, pg, *v[1:])},
             }
         )  # fmt: skip
         return ip, inventory

@@ -362,6 +362,13 @@ def evaluate_stack(
 # ----------------------------------------------------------------------------- hosts
 
 
+REMEDIATION = {
+    "bulwark verify": "Run `bulwark harden` on the host, then `bulwark verify` again.",
+    "bulwark pooler check": "Set the app's prepare_threshold to what `bulwark pooler check` "
+    "says is safe (None unless every layer supports prepared statements), then check again.",
+}
+
+
 def host_sections(report: VerifyReport) -> list[Section]:
     """Hosts' verification results as report sections (same control shape as the cloud)."""
     sections = []
@@ -390,7 +397,7 @@ def host_sections(report: VerifyReport) -> list[Section]:
                     enforcement="mandatory",
                     status=c.status,
                     rationale=c.rationale,
-                    remediation="Run `bulwark harden` on the host, then `bulwark verify` again.",
+                    remediation=REMEDIATION.get(report.tool, REMEDIATION["bulwark verify"]),
                     references=refs,
                     resources=(outcome,),
                     evidence=tuple(m for m in (c.evidence,) if m),

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bulwark.budget import Clients
+from bulwark.budget import Budget, Clients, Pooler, Postgres, size_pools
 from bulwark.settings.net import ufw_source
 
 
@@ -27,6 +27,19 @@ class PoolerDatabase(BaseModel):
         description="File on the controller holding the role's password (never in the repo); "
         "its SCRAM verifier is what reaches the host."
     )
+    password_secret: str | None = Field(
+        default=None,
+        description="Where the password lives (a Secret Manager secret id, as the cloud stack "
+        "exports it): named in the error when password_file is missing.",
+    )
+
+    @property
+    def over_network(self) -> bool:
+        """Whether PgBouncer reaches this Postgres over the network (not loopback)."""
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host != "localhost"
 
 
 class PgbouncerSettings(BaseModel):
@@ -58,8 +71,11 @@ class PgbouncerSettings(BaseModel):
     max_client_conn: int | None = Field(
         default=None, ge=1, description="Client limit; default: the budget's worst case."
     )
-    default_pool_size: int = Field(
-        default=20, ge=1, description="Server connections per (database, user) pool."
+    default_pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Server connections per (database, user) pool; default: sized by the "
+        "connection budget (the most Postgres fits, no more than the app's worst case uses).",
     )
     server_max_connections: int = Field(
         default=100, ge=2, description="Postgres max_connections the pools must fit in."
@@ -76,6 +92,13 @@ class PgbouncerSettings(BaseModel):
     local_postgres: bool = Field(
         default=False,
         description="Also install PostgreSQL on this host, bound to localhost (lab and dev).",
+    )
+    server_tls_sslmode: Literal[
+        "disable", "allow", "prefer", "require", "verify-ca", "verify-full"
+    ] = Field(
+        default="prefer",
+        description="TLS from PgBouncer to Postgres; a Postgres reached over the network needs "
+        "require or stricter.",
     )
 
     @field_validator("listen_address")
@@ -100,21 +123,48 @@ class PgbouncerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _budget(self) -> PgbouncerSettings:
-        servers = len(self.databases) * self.default_pool_size
-        usable = self.server_max_connections - self.reserved_connections
-        if servers > usable:
-            raise ValueError(
-                f"{len(self.databases)} pool(s) x default_pool_size {self.default_pool_size} = "
-                f"{servers} server connections exceed max_connections "
-                f"{self.server_max_connections} - {self.reserved_connections} reserved = {usable}:"
-                " lower default_pool_size"
-            )
         if self.max_client_conn is not None and self.max_client_conn < self.clients.worst_case:
             raise ValueError(
                 f"max_client_conn {self.max_client_conn} is below the app's worst case "
                 f"{self.clients.explain()}: raise it or shrink the app's pools"
             )
+        if self.pool_size < 1:
+            raise ValueError(
+                f"{len(self.databases)} pool(s) do not fit max_connections "
+                f"{self.server_max_connections} - {self.reserved_connections} reserved: raise "
+                "server_max_connections or pool fewer databases"
+            )
+        for shortfall in self.budget.shortfalls:
+            if shortfall.side == "servers":
+                raise ValueError(f"{shortfall.detail}: lower default_pool_size")
         return self
+
+    @model_validator(mode="after")
+    def _tls(self) -> PgbouncerSettings:
+        remote = [db for db in self.databases if db.over_network]
+        if remote and self.server_tls_sslmode in ("disable", "allow", "prefer"):
+            raise ValueError(
+                f"server_tls_sslmode {self.server_tls_sslmode} would send {remote[0].name}'s "
+                f"traffic to {remote[0].host} unencrypted: set it to require or verify-full"
+            )
+        return self
+
+    @property
+    def postgres(self) -> Postgres:
+        return Postgres(self.server_max_connections, self.reserved_connections)
+
+    @property
+    def pool_size(self) -> int:
+        """default_pool_size as declared, or as the connection budget sizes it."""
+        if self.default_pool_size is not None:
+            return self.default_pool_size
+        return size_pools(self.clients, 1, len(self.databases), self.postgres)
+
+    @property
+    def budget(self) -> Budget:
+        """The connection budget of this PgBouncer: the app's clients, its pools, Postgres."""
+        pooler = Pooler(1, self.client_limit, len(self.databases), self.pool_size)
+        return Budget(self.clients, pooler, self.postgres)
 
     @property
     def client_limit(self) -> int:

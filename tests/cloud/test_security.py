@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 
 import pytest
 
@@ -11,6 +13,7 @@ from bulwark.cloud.database import CIS_FLAGS
 from bulwark.cloud.plan import Plan, PlannedResource
 from bulwark.cloud.pooler import IAP_RANGE
 from bulwark.cloud.project import REQUIRED_APIS
+from bulwark.settings.pooler import PgbouncerSettings
 
 SQL = "gcp:sql/databaseInstance:DatabaseInstance"
 REDIS = "gcp:redis/instance:Instance"
@@ -148,14 +151,19 @@ def test_pgbouncer_stack_exports_what_a_pyinfra_inventory_needs(plans: dict[str,
     assert inventory["host"] == "bulwark-dev-pgbouncer"
     assert inventory["ssh_hostname"] == plans["dev"].outputs["pooler_host"]
     assert inventory["ssh_via"] == "iap"
-    bouncer = inventory["pgbouncer"]
-    assert bouncer["pool_mode"] == "transaction"
-    assert bouncer["listen_port"] == 6432
-    assert bouncer["default_pool_size"] == plans["dev"].settings.pool_size
-    assert bouncer["max_client_conn"] == 200
-    assert bouncer["backend_sslmode"] == "require"
-    assert bouncer["password_secret"] == "bulwark-dev-db-password"
-    assert "password" not in bouncer
+    # Exactly what `bulwark harden` validates as the host's `bulwark.pgbouncer` settings.
+    bouncer = PgbouncerSettings.model_validate(inventory["bulwark"]["pgbouncer"])
+    assert bouncer.pool_mode == "transaction"
+    assert bouncer.port == 6432
+    assert bouncer.listen_address == inventory["ssh_hostname"]
+    assert bouncer.pool_size == plans["dev"].settings.pool_size
+    assert bouncer.client_limit == 200
+    assert bouncer.budget.fits
+    assert bouncer.server_tls_sslmode == "require"
+    (db,) = bouncer.databases
+    assert db.password_secret == "bulwark-dev-db-password"
+    # Where the password is, never the password: no key of the inventory holds a secret value.
+    assert not re.search(r'"password"\s*:', json.dumps(inventory))
 
 
 def test_pgbouncer_vm_reads_only_the_database_password(plans: dict[str, Plan]) -> None:

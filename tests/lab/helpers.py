@@ -94,12 +94,14 @@ def pgbouncer_settings(vm: LabVM, password: str) -> dict[str, Any]:
     }
 
 
-def pooler_check(vm: LabVM, password: str, threshold: str) -> tuple[int, dict[str, Any]]:
+def pooler_check(
+    vm: LabVM, password: str, threshold: str, *args: str
+) -> tuple[int, dict[str, Any]]:
     """`bulwark pooler check` from the controller through the VM's forwarded PgBouncer port."""
     exe = Path(sys.executable).with_name("bulwark")
     dsn = f"host=127.0.0.1 port={vm.port(POOLER_PORT)} dbname=app user=app"
     done = subprocess.run(
-        [str(exe), "pooler", "check", dsn, "--prepare-threshold", threshold, "--json"],
+        [str(exe), "pooler", "check", dsn, "--prepare-threshold", threshold, "--json", *args],
         capture_output=True,
         text=True,
         timeout=600,

@@ -151,16 +151,61 @@ def test_a_hardened_vps_passes_everything_applicable(
     assert all("devsec" in c["references"] for c in controls.values())
 
 
-def test_pooler_check_on_pgbouncer_1_18(vm: LabVM, inventory: Path, app_password: str) -> None:
-    code, found = helpers.pooler_check(vm, app_password, "5")
+PLAIN_INI = "[pytest]\n"  # none of this repository's pytest settings
+
+
+def test_the_suite_runs_as_plain_pytest_with_a_testinfra_host_spec(
+    vm: LabVM, operator: KeyPair, tmp_path: Path
+) -> None:
+    # The user and port come from the --hosts spec alone, as testinfra users write it; the
+    # probes must reach the same sshd (and check its pinned key) as testinfra does.
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host 127.0.0.1\n  IdentityFile {operator.path}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {vm.known_hosts}\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
+    )
+    (tmp_path / "pytest.ini").write_text(PLAIN_INI)
+    out = tmp_path / "plain.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--pyargs", "bulwark.verify.suite", "-c",
+         str(tmp_path / "pytest.ini"), "-p", "no:cacheprovider", "-q",
+         f"--hosts=ssh://deploy@127.0.0.1:{vm.ssh_port}", f"--ssh-config={config}", "--sudo",
+         "-k", "test_probes or test_port", f"--bulwark-json={out}"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    results = statuses(json.loads(out.read_text()))
+    assert done.returncode == 0, (done.stdout[-3000:], results)
+    assert results["probe-root-login-refused"]["status"] == "pass"
+    assert results["probe-no-password-methods"]["status"] == "pass"
+    assert results["ssh-port"]["status"] == "pass"
+    # Reached through a forward with no forward of its own: said, not probed elsewhere.
+    assert results["probe-undeclared-port-unreachable"]["status"] == "not-applicable"
+
+
+def test_pooler_check_on_pgbouncer_1_18(
+    vm: LabVM, inventory: Path, app_password: str, tmp_path: Path
+) -> None:
+    results = tmp_path / "pooler.json"
+    code, found = helpers.pooler_check(vm, app_password, "5", "--results", str(results))
     assert code == 1, found  # psycopg's default is unsafe behind PgBouncer 1.18 ...
     kinds = " ".join(found["tested"]["errors"])
     assert "prepared statement" in kinds, found["tested"]["errors"]
+    assert found["tested"]["refused"] == {}  # every client got in: the errors are the finding
+    assert found["tested"]["server_connections_used"] >= 2
     assert found["unprepared"]["errors"] == {}, found["unprepared"]  # ... and None is safe
     assert "UNSAFE" in found["verdict"]
+    # The finding reaches the auditors' report beside the host's controls.
+    exe = Path(sys.executable).with_name("bulwark")
+    audit = subprocess.run(
+        [str(exe), "audit", "--hosts", str(results), "--format", "json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert audit.returncode == 1, audit.stdout[-2000:] + audit.stderr
+    assert "pooler-check-driver-settings" in audit.stdout
     code, found = helpers.pooler_check(vm, app_password, "none")
     assert code == 0, found
     assert found["tested"]["ok"] > 0
+    assert app_password not in json.dumps(found)
 
 
 def test_a_second_harden_with_pgbouncer_changes_nothing(
@@ -195,8 +240,22 @@ BREAKS = [
     "useradd -M -s /usr/sbin/nologin breaker && passwd -qd breaker",
     # an unexpected listener
     "nohup python3 -m http.server 9999 >/dev/null 2>&1 &",
-    # the pooler: session mode (starves the pool at scale)
-    "sed -i 's/^pool_mode = .*/pool_mode = session/' /etc/pgbouncer/pgbouncer.ini",
+    # the pooler: session mode (starves the pool at scale), on every address, md5 auth, and
+    # its port opened to anyone
+    "sed -i -e 's/^pool_mode = .*/pool_mode = session/' -e 's/^listen_addr = .*/listen_addr = */'"
+    " -e 's/^auth_type = .*/auth_type = md5/' /etc/pgbouncer/pgbouncer.ini && "
+    "systemctl restart pgbouncer",
+    "ufw allow 6432/tcp >/dev/null",
+    # time: the sync daemon stopped
+    "systemctl stop systemd-timesyncd",
+    # packages: a telnet server installed (a stand-in package, so no mirror is needed)
+    "mkdir -p /root/fake/DEBIAN && printf 'Package: telnetd\\nVersion: 0.0-lab\\n"
+    "Architecture: all\\nMaintainer: lab <lab@example.com>\\nDescription: stand-in\\n' "
+    "> /root/fake/DEBIAN/control && dpkg-deb -b /root/fake /root/telnetd.deb >/dev/null && "
+    "dpkg -i /root/telnetd.deb >/dev/null",
+    # kernel: the module denylist gone, and a later coredump drop-in that stores dumps again
+    "rm /etc/modprobe.d/bulwark-disabled.conf",
+    "printf '[Coredump]\\nStorage=external\\n' > /etc/systemd/coredump.conf.d/zz-break.conf",
 ]
 CAUGHT = {
     "ssh-permit-root-login",
@@ -217,6 +276,13 @@ CAUGHT = {
     "probe-no-password-methods",
     "probe-undeclared-port-unreachable",
     "pooler-transaction-mode",
+    "pooler-listen-private",
+    "pooler-auth-scram",
+    "pooler-firewall",
+    "time-sync",
+    "package-telnetd",
+    "kernel-modules-disabled",
+    "kernel-core-dumps",
 }
 
 

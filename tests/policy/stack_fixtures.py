@@ -9,10 +9,12 @@ from typing import Any
 from bulwark.policy.rules import Resource
 from bulwark.policy.rules import types as t
 from bulwark.policy.rules.stack import (
+    LIBPQ_LABEL,
     PGBOUNCER_MAX_CLIENT_CONN,
     PGBOUNCER_POOL_MODE,
     PGBOUNCER_POOL_SIZE,
     PGBOUNCER_PREPARED,
+    PGBOUNCER_VERSION,
 )
 
 from .fixtures import DELETE, SA, resource
@@ -57,7 +59,17 @@ def _with(stack: Callable[[], list[Resource]], extra: Resource) -> Callable[[], 
     return lambda: [*stack(), extra]
 
 
-STACK_GOOD: list[Callable[[], list[Resource]]] = [managed_stack, pgbouncer_stack]
+def prepared_statements_stack(libpq: str = "17", version: str = "1.24.1") -> list[Resource]:
+    """PgBouncer that tracks prepared statements, and an app that lets psycopg prepare."""
+    return pgbouncer_stack(
+        vm={f"metadata.{PGBOUNCER_PREPARED}": "200", f"metadata.{PGBOUNCER_VERSION}": version},
+        run={**_env(2, "DB_PREPARE_THRESHOLD", "5"), f"labels.{LIBPQ_LABEL}": libpq},
+    )
+
+
+STACK_GOOD: list[Callable[[], list[Resource]]] = [
+    managed_stack, pgbouncer_stack, prepared_statements_stack,
+]  # fmt: skip
 
 STACK_VIOLATIONS: dict[str, list[Callable[[], list[Resource]]]] = {
     "pooler-transaction-mode": [
@@ -89,5 +101,9 @@ STACK_VIOLATIONS: dict[str, list[Callable[[], list[Resource]]]] = {
         lambda: managed_stack(run=_env(2, "DB_PREPARE_THRESHOLD", "5")),
         # unset: psycopg prepares after 5 executions, and PgBouncer 1.18 does not track them
         lambda: pgbouncer_stack(run=_env(2, "UNRELATED", "1")),
+        # PgBouncer tracks them, but libpq 16 deallocates with SQL the pooler misroutes...
+        lambda: prepared_statements_stack(libpq="16"),
+        # ... and 1.21 tracks them but is older than psycopg supports.
+        lambda: prepared_statements_stack(version="1.21.0"),
     ],
 }  # fmt: skip

@@ -103,7 +103,7 @@ def test_prod_only_rules_do_not_apply_elsewhere() -> None:
     assert isinstance(check(dev), NotApplicable)
 
 
-@pytest.mark.parametrize("make", STACK_GOOD, ids=["managed", "pgbouncer"])
+@pytest.mark.parametrize("make", STACK_GOOD, ids=["managed", "pgbouncer", "prepared-statements"])
 @pytest.mark.parametrize("rule", STACK_RULES, ids=lambda r: r.id)
 def test_compliant_stack_passes(rule: Rule, make: Callable[[], list[Resource]]) -> None:
     assert rule.stack_check is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +17,20 @@ from bulwark.hosts.deploys.pgbouncer import (
     userlist,
 )
 from bulwark.hosts.templates import render
+from bulwark.policy.evaluate import host_sections, read_host_results
 from bulwark.pooler import scram
-from bulwark.pooler.check import parse_threshold
+from bulwark.pooler.check import (
+    DEFAULTS,
+    UNPREPARED,
+    WRONG_RESULT,
+    CheckResult,
+    Driver,
+    Workload,
+    check,
+    parse_dsn,
+    parse_threshold,
+)
+from bulwark.pooler.report import as_verify_report
 from bulwark.settings.hosts import FirewallSettings, harden_settings
 
 # A verifier PostgreSQL 15 stored for password "apppw" (CREATE ROLE ... PASSWORD 'apppw').
@@ -133,3 +147,89 @@ def test_client_ranges_are_written_as_ufw_prints_them() -> None:
     conf = harden_settings(pgbouncer(client_ranges=["10.0.2.2/32", "10.8.0.7/24"])).pgbouncer
     assert conf is not None
     assert conf.client_ranges == ("10.0.2.2", "10.8.0.0/24")
+
+
+def _run(driver: Driver, *, errors: dict[str, int] | None = None, pids: int = 4,
+         refused: dict[str, int] | None = None) -> Workload:  # fmt: skip
+    run = Workload(driver=driver, clients=20, rounds=20, ok=1200)
+    run.errors.update(errors or {})
+    run.refused.update(refused or {})
+    run.server_pids = set(range(pids))
+    return run
+
+
+def _result(tested: Workload, *, libpq: int = 17, pgbouncer: str | None = "1.24.1",
+            unprepared: Workload | None = None) -> CheckResult:  # fmt: skip
+    return CheckResult(
+        target="10.0.0.5:6432/app as app", libpq=(libpq, 4), server_version="17.2",
+        pgbouncer=pgbouncer, tested=tested, defaults=tested,
+        unprepared=unprepared or _run(UNPREPARED),
+    )  # fmt: skip
+
+
+PREPARED_ERROR = {'InvalidSqlStatementName: prepared statement "_pg3_N" does not exist': 40}
+
+
+@pytest.mark.parametrize(
+    ("result", "safe", "says"),
+    [
+        # PgBouncer 1.18: the defaults fail under load, None survives.
+        (_result(_run(DEFAULTS, errors=PREPARED_ERROR), pgbouncer="1.18.0"), False,
+         "prepare_threshold=5 is UNSAFE behind this pooler (40 x InvalidSqlStatementName"),
+        # PgBouncer 1.24 with tracking, libpq 17: prepared statements are fine.
+        (_result(_run(DEFAULTS)), True, "safe here: the pooler kept prepared statements"),
+        # No error seen, but libpq 16 deallocates with SQL the pooler misroutes.
+        (_result(_run(DEFAULTS), libpq=16), False, "libpq 16 < 17 deallocates with DEALLOCATE"),
+        # A 1.21 PgBouncer is below what psycopg supports, whatever this run showed.
+        (_result(_run(DEFAULTS), pgbouncer="1.21.0"), False, "PgBouncer 1.21.0 < 1.22"),
+        # One server connection: nothing was ever at risk, so nothing is proven.
+        (_result(_run(DEFAULTS, pids=1)), False, "INCONCLUSIVE"),
+        # Clients refused at connect are not prepared-statement errors.
+        (_result(_run(DEFAULTS, refused={"OperationalError: no more connections": 3})), False,
+         "3 of 20 clients could not connect"),
+        (_result(_run(UNPREPARED)), True, "prepare_threshold=None is safe here"),
+        # The worst kind: no error at all for the app, just another client's rows.
+        (_result(_run(DEFAULTS, errors={WRONG_RESULT: 3})), False,
+         "3 answers were silently WRONG"),
+    ],
+)  # fmt: skip
+def test_the_verdict_weighs_what_ran_and_the_versions(
+    result: CheckResult, safe: bool, says: str
+) -> None:
+    assert result.safe is safe
+    assert says in result.verdict()
+
+
+def test_a_password_in_the_dsn_is_refused_and_a_bad_dsn_never_echoed() -> None:
+    with pytest.raises(ConfigError, match="holds a password: leave it out and set PGPASSWORD"):
+        parse_dsn("host=10.0.0.5 dbname=app user=app password=hunter2")
+    with pytest.raises(ConfigError) as caught:
+        parse_dsn("postgresql://app:hun%zzter2@10.0.0.5/app")
+    assert "hun" not in str(caught.value)
+    assert str(caught.value).startswith("DSN: ")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"clients": 1}, "--clients 1: use 2 to 500"),
+        ({"clients": 501}, "--clients 501"),
+        ({"rounds": 5}, "--rounds 5: use more than the prepare threshold"),
+        ({"rounds": 0, "driver": UNPREPARED}, "--rounds 0"),
+        ({"driver": Driver(prepared_max=0)}, "--prepared-max 0"),
+    ],
+)
+def test_a_check_that_could_prove_nothing_is_refused(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check("host=127.0.0.1 port=1 dbname=app user=app", **kwargs)
+
+
+def test_the_finding_reads_as_an_audit_section(tmp_path: Path) -> None:
+    unsafe = _result(_run(DEFAULTS, errors=PREPARED_ERROR), pgbouncer="1.18.0")
+    as_verify_report(unsafe).write(tmp_path / "pooler.json")
+    (section,) = host_sections(read_host_results(tmp_path / "pooler.json"))
+    statuses = {c.id: c.status for c in section.controls}
+    assert statuses == {"pooler-check-driver-settings": "fail", "pooler-check-unprepared": "pass"}
+    (failed,) = [c for c in section.controls if c.status == "fail"]
+    assert "prepare_threshold" in failed.remediation
+    assert "UNSAFE" in failed.evidence[0]

@@ -6,6 +6,7 @@ declared client ranges only (bulwark/hosts/deploys/firewall.py)."""
 from __future__ import annotations
 
 import io
+import re
 import shlex
 from pathlib import Path
 
@@ -15,14 +16,21 @@ from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import FileStates
-from bulwark.hosts.operations import ConfigFile, config_files, packages_present, units_running
+from bulwark.hosts.operations import (
+    UPLOAD_DIR,
+    ConfigFile,
+    config_files,
+    packages_present,
+    put_secret,
+    units_running,
+)
 from bulwark.hosts.templates import render
 from bulwark.pooler import scram
 from bulwark.settings.pooler import PgbouncerSettings
 
 INI = "/etc/pgbouncer/pgbouncer.ini"
 USERLIST = "/etc/pgbouncer/userlist.txt"
-STAGE = "/var/lib/bulwark/tmp"
+STAGE = UPLOAD_DIR
 
 
 class PostgresState(FactBase[dict[str, object]]):
@@ -100,9 +108,15 @@ def read_passwords(conf: PgbouncerSettings) -> dict[str, str]:
         try:
             text = path.read_text().strip()
         except OSError:
+            fetch = (
+                f" (e.g. `gcloud secrets versions access latest --secret={db.password_secret} "
+                f"> {path}`)"
+                if db.password_secret
+                else ""
+            )
             raise DeployError(
                 f"{host.name}: bulwark.pgbouncer.databases[{db.name}].password_file {path} "
-                "cannot be read: create it (mode 600) with the role's password"
+                f"cannot be read: create it (mode 600) with the role's password{fetch}"
             ) from None
         if not text:
             raise DeployError(f"{host.name}: password_file {path} is empty")
@@ -135,7 +149,7 @@ def postgres_roles(conf: PgbouncerSettings, passwords: dict[str, str]):  # type:
         host.noop(f"roles {', '.join(passwords)} and their databases are in place")
         return
     script = f"{STAGE}/postgres-roles.sql"
-    yield from files.put._inner(src=io.StringIO("\n".join(sql) + "\n"), dest=script, mode="600")
+    yield from put_secret("\n".join(sql) + "\n", script, mode="600")
     yield (
         f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 < {script}; r=$?; "
         f"rm -f {script}; exit $r"
@@ -155,26 +169,33 @@ def userlist(passwords: dict[str, str], known: dict[str, str]) -> str:
 
 
 def check_command(conf: PgbouncerSettings) -> str:
-    """Start a throwaway PgBouncer on the staged config (other port, no socket, no pid file):
-    a config it rejects makes it exit at once; one it accepts keeps it running until timeout."""
+    """Refuse a listen address the host does not have, then start a throwaway PgBouncer on the
+    staged config, listening on a Unix socket in a private directory only (no TCP port to clash
+    with, no pid file, no log file): a config it rejects makes it exit at once; one it accepts
+    keeps it running until the timeout."""
     staged = f"{INI}.bulwark-new"
     # Next to the live config: the postgres user must reach it (bulwark's upload dir is 700).
     probe = f"{INI}.bulwark-check"
+    discard = f"rm -f {staged} {USERLIST}.bulwark-new"
+    address = conf.listen_address
     edits = " ".join(
         f"-e {shlex.quote(e)}"
         for e in (
-            f"s/^listen_port = .*/listen_port = {conf.port + 10000}/",
-            "s/^listen_addr = .*/listen_addr = 127.0.0.1/",
-            "s|^unix_socket_dir = .*|unix_socket_dir =|",
+            "s/^listen_addr = .*/listen_addr =/",
             "s|^pidfile = .*|pidfile =|",
             "s|^logfile = .*|logfile =|",
             f"s|^auth_file = .*|auth_file = {USERLIST}.bulwark-new|",
         )
     )
     return (
-        f"sed {edits} {staged} > {probe} && chgrp postgres {probe} && chmod 640 {probe} && "
+        f"ip -o addr show | grep -qE ' inet6? {re.escape(address)}/' || {{ {discard}; "
+        f"echo 'listen_address {address} is not an address of this host (ip addr): PgBouncer "
+        "could not listen there; the running one is unchanged' >&2; exit 1; }; "
+        'dir=$(mktemp -d /run/bulwark-pgbouncer-check.XXXXXX) && chown postgres "$dir" && '
+        f'sed {edits} -e "s|^unix_socket_dir = .*|unix_socket_dir = $dir|" {staged} > {probe} '
+        f"&& chgrp postgres {probe} && chmod 640 {probe} && "
         f"{{ runuser -u postgres -- timeout 3 pgbouncer -q {probe} >/dev/null 2>&1; r=$?; }}; "
-        f"rm -f {probe}; [ $r = 124 ] || {{ rm -f {staged} {USERLIST}.bulwark-new; "
+        f'rm -rf {probe} "$dir"; [ "$r" = 124 ] || {{ {discard}; '
         "echo 'pgbouncer rejected the new config; the running one is unchanged' >&2; exit 1; }"
     )
 
@@ -211,11 +232,11 @@ def pgbouncer_config(conf: PgbouncerSettings, passwords: dict[str, str]):  # typ
     if states.get(INI) == ini.state and states.get(USERLIST) == users.state:
         host.noop(f"pgbouncer {version[0]}.{version[1]} config is in place")
         return
-    for f in (ini, users):
-        yield from files.put._inner(
-            src=io.StringIO(f.content), dest=f"{f.dest}.bulwark-new", mode=f.mode,
-            user=f.user, group=f.group,
-        )  # fmt: skip
+    yield from files.put._inner(
+        src=io.StringIO(ini.content), dest=f"{INI}.bulwark-new", mode=ini.mode,
+        user=ini.user, group=ini.group,
+    )  # fmt: skip
+    yield from put_secret(users.content, f"{USERLIST}.bulwark-new", mode="640", group="postgres")
     yield check_command(conf)
     listen = f"listen_addr = {conf.listen_address}"
     port = f"listen_port = {conf.port}"
@@ -238,7 +259,7 @@ def pgbouncer() -> None:
     if conf.local_postgres:
         packages_present(name="Install PostgreSQL (local, lab and dev)", packages=["postgresql"])
         version = host.get_fact(PostgresState)["version"] or _expected_postgres()
-        servers = len(conf.databases) * conf.default_pool_size
+        servers = conf.budget.pooler.server_connections
         config_files(
             name="Postgres: localhost only, SCRAM, max_connections from the budget",
             files=[

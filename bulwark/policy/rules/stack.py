@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bulwark.budget import Budget, Clients, Pooler, Postgres, parse_tier
+from bulwark.cloud.driver import prepare_blockers
 from bulwark.policy.rules.base import RULES, Finding, NotApplicable, Resource, flag_value
 from bulwark.policy.rules.types import (
     COMPUTE_INSTANCE,
@@ -22,6 +23,8 @@ PGBOUNCER_POOL_MODE = "bulwark-pgbouncer-pool-mode"
 PGBOUNCER_MAX_CLIENT_CONN = "bulwark-pgbouncer-max-client-conn"
 PGBOUNCER_POOL_SIZE = "bulwark-pgbouncer-default-pool-size"
 PGBOUNCER_PREPARED = "bulwark-pgbouncer-max-prepared-statements"
+PGBOUNCER_VERSION = "bulwark-pgbouncer-version"
+LIBPQ_LABEL = "bulwark-libpq-major"  # on the Cloud Run service: the image's libpq
 
 # What the budget assumes when the policy config does not say (the settings model's defaults).
 DEFAULT_SURGE_PERCENT = 100
@@ -279,7 +282,7 @@ def runtime_sa_least_privilege(
     rationale="Under transaction pooling psycopg's automatic prepares fail with `prepared "
     'statement "_pg3_0" does not exist`; aborted transactions pile up and the pool starves.',
     remediation="Set DB_PREPARE_THRESHOLD=none (the stack does) unless PgBouncer >= 1.22 runs "
-    "with max_prepared_statements > 0.",
+    "with max_prepared_statements > 0 and the app's libpq is >= 17.",
 )
 def driver_prepared_statements_safe(
     resources: Sequence[Resource], config: Mapping[str, object]
@@ -287,17 +290,26 @@ def driver_prepared_statements_safe(
     services = _of(resources, RUN_SERVICE)
     if not services or not _of(resources, SQL_INSTANCE):
         return NotApplicable("no Cloud Run service talking to Cloud SQL")
-    tracked = any(
-        (_int(vm.get(f"metadata.{PGBOUNCER_PREPARED}")) or 0) > 0 for vm in _pgbouncers(resources)
-    )
     found = []
     for service in services:
         value = _env(service, "DB_PREPARE_THRESHOLD")
-        if value != "none" and not tracked:
+        if value == "none":
+            continue
+        libpq = _int(service.get(f"labels.{LIBPQ_LABEL}"))
+        blockers = [
+            prepare_blockers(
+                str(vm.get(f"metadata.{PGBOUNCER_VERSION}") or "") or None,
+                _int(vm.get(f"metadata.{PGBOUNCER_PREPARED}")),
+                libpq,
+            )
+            for vm in _pgbouncers(resources)
+        ] or [["managed pooling keeps no prepared statements"]]
+        if all(blockers):
             shown = value or "unset (psycopg prepares)"
             found.append(
                 Finding(
-                    f"{service.name} has DB_PREPARE_THRESHOLD={shown}: set it to none",
+                    f"{service.name} has DB_PREPARE_THRESHOLD={shown}, but "
+                    f"{', '.join(blockers[0])}: set it to none",
                     service.urn,
                 )
             )
