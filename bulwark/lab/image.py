@@ -97,9 +97,12 @@ class Image:
         return all(p.is_file() for p in (self.root, self.kernel, self.initrd))
 
 
+GUEST_FILES = ("bulwark-lab-init", "bulwark-lab-init.service", "bulwark-lab-timesyncd.conf")
+
+
 def _guest_files_digest() -> str:
     h = hashlib.sha256()
-    for name in ("bulwark-lab-init", "bulwark-lab-init.service"):
+    for name in GUEST_FILES:
         h.update(resources.files("bulwark.lab.guest").joinpath(name).read_bytes())
     return h.hexdigest()
 
@@ -277,4 +280,9 @@ def _configure(tree: Path) -> None:
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "bulwark-lab-init.service").unlink(missing_ok=True)
     (wants / "bulwark-lab-init.service").symlink_to("/etc/systemd/system/bulwark-lab-init.service")
+    timesyncd = etc / "systemd" / "timesyncd.conf.d"
+    timesyncd.mkdir(parents=True, exist_ok=True)
+    (timesyncd / "bulwark-lab.conf").write_bytes(
+        guest.joinpath("bulwark-lab-timesyncd.conf").read_bytes()
+    )
     (tree / "root" / ".ssh").mkdir(mode=0o700, exist_ok=True)

@@ -28,6 +28,7 @@ from bulwark import dirs
 from bulwark.errors import LabError
 from bulwark.hosts.keys import ensure_key
 from bulwark.hosts.ssh import Login, Target
+from bulwark.lab import ntp
 from bulwark.lab.image import DEFAULT_DISTRO, Image, Recipe, ensure_image
 
 Auth = Literal["key", "password"]
@@ -133,6 +134,9 @@ class LabVM:
         data["directory"] = Path(data["directory"])
         data["forwards"] = {int(k): v for k, v in data["forwards"].items()}
         return cls(**data)
+
+
+NTP_PIDFILE = "ntp.pid"
 
 
 def lab_dir() -> Path:
@@ -261,13 +265,10 @@ def _launch(vm: LabVM, spec: VMSpec, image: Image, *, detach: bool, say: Progres
     for item, value in fw_cfg.items():
         _write_secret(directory / f"fw_cfg.{item}", value)
     accel_args = ["-accel", "kvm", "-cpu", "host"] if vm.accel == "kvm" else ["-accel", "tcg"]
-    append = "root=/dev/vda rw console=ttyS0"
-    if vm.accel != "kvm":
-        # Under TCG the guest calibrates its TSC against an emulated timer while the host is
-        # busy, and without NTP (no internet here) its clock then drifts by seconds per quarter
-        # hour. qemu's HPET counts at a fixed rate from the host's clock: no calibration, no
-        # drift, as a provider's NTP-synced VPS would keep time.
-        append += " clocksource=hpet"
+    # The guest's clock is kept by systemd-timesyncd against the lab's time server.
+    unserved = ntp.ensure(lab_dir() / NTP_PIDFILE)
+    if unserved:
+        say(f"no time server for lab guests ({unserved}): their clocks may drift")
     for _attempt in range(3):
         vm.ssh_port = _free_port()
         vm.forwards = {guest: _free_port() for guest in spec.forwards}
@@ -279,7 +280,7 @@ def _launch(vm: LabVM, spec: VMSpec, image: Image, *, detach: bool, say: Progres
             "qemu-system-x86_64", "-name", f"bulwark-lab-{vm.name}", *accel_args,
             "-m", str(spec.memory_mb), "-smp", str(spec.cpus),
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-            "-append", append,
+            "-append", "root=/dev/vda rw console=ttyS0",
             "-drive", f"file={directory / 'overlay.qcow2'},format=qcow2,if=virtio",
             # addr=0x3 names the NIC ens3, as the image's /etc/network/interfaces expects.
             "-netdev", f"user,id=n0,{hostfwd}", "-device", "virtio-net-pci,netdev=n0,addr=0x3",
@@ -361,6 +362,8 @@ def stop(vm: LabVM, *, timeout: float = 10.0) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(vm.pid, os.WNOHANG)
     shutil.rmtree(vm.directory, ignore_errors=True)
+    if not running():  # the last lab VM is gone: so is the need for its time server
+        ntp.stop(lab_dir() / NTP_PIDFILE)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from bulwark.verify.state import (
     snapshot_parts,
     split_snapshot,
 )
+from bulwark.verify.suite import test_kernel as kernel
 from bulwark.verify.suite import test_services as services
 from bulwark.verify.suite import test_ssh as ssh_controls
 from bulwark.verify.suite.test_services import allowed_origin_matches, origin_matches
@@ -356,3 +357,24 @@ def test_sshd_version_is_read_from_either_form(printed: str) -> None:
     ssh_controls.test_modern_openssh(_state({"openssh": [printed]}))
     with pytest.raises(AssertionError, match=r"sshd is OpenSSH_7\.4"):
         ssh_controls.test_modern_openssh(_state({"openssh": ["OpenSSH_7.4p1, OpenSSL 1.0"]}))
+
+
+def _core(limits: list[str]) -> HostState:
+    return _state(
+        {"limits": limits, "coredump": ["[Coredump]", "Storage=none", "ProcessSizeMax=0"]}
+    )
+
+
+def test_core_dump_limits_are_judged_as_pam_limits_reads_them() -> None:
+    debian13 = ["*  soft core 0", "root soft core 0", "*  hard core infinity",
+                "root hard core infinity"]  # fmt: skip
+    # The file that sorts later wins, for root too: then no one may dump core.
+    kernel.test_core_dumps(_core([*debian13, "* hard core 0", "root hard core 0"]))
+    # `*` never covers root in pam_limits.
+    with pytest.raises(AssertionError, match="root's hard core limit is infinity"):
+        kernel.test_core_dumps(_core([*debian13, "* hard core 0"]))
+    with pytest.raises(AssertionError, match="Storage=external"):
+        kernel.test_core_dumps(
+            _state({"limits": ["* hard core 0", "root hard core 0"],
+                    "coredump": ["Storage=none", "ProcessSizeMax=0", "Storage=external"]})
+        )  # fmt: skip

@@ -100,7 +100,12 @@ def kernel() -> None:
                     modules=[*conf.disabled_filesystems, *conf.disabled_protocols],
                 ),
             ),
-            ConfigFile("/etc/security/limits.d/bulwark-nocore.conf", nocore + "* hard core 0\n"),
+            # `*` does not cover root in pam_limits, and Debian 13's 10-coredump-debian.conf
+            # gives root `hard core infinity`: this file sorts after it, and the last one wins.
+            ConfigFile(
+                "/etc/security/limits.d/bulwark-nocore.conf",
+                nocore + "*    hard core 0\nroot hard core 0\n",
+            ),
             ConfigFile(
                 "/etc/systemd/coredump.conf.d/bulwark.conf",
                 nocore + "[Coredump]\nStorage=none\nProcessSizeMax=0\n",

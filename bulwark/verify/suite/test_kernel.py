@@ -260,13 +260,18 @@ def test_other_mounts(state: HostState) -> None:
     cis="1.5.3",
 )
 def test_core_dumps(state: HostState) -> None:
-    core = [
-        fields
-        for line in state.lines("limits")
-        if len(fields := line.split()) >= 4 and fields[2] == "core" and fields[1] in ("hard", "-")
-    ]
-    assert any(f[0] == "*" and f[3] == "0" for f in core), "no '* hard core 0' limit"
-    allowed = [" ".join(f) for f in core if f[3] != "0"]
+    # pam_limits reads limits.conf, then limits.d/*.conf in order; for the same domain the last
+    # line wins, and `*` never covers root (Debian 13 ships `root hard core infinity`).
+    hard: dict[str, str] = {}
+    for line in state.lines("limits"):
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == "core" and fields[1] in ("hard", "-"):
+            hard[fields[0]] = fields[3]
+    for domain in ("*", "root"):
+        assert hard.get(domain) == "0", (
+            f"{domain}'s hard core limit is {hard.get(domain, 'unset (unlimited)')}"
+        )
+    allowed = [f"{domain} hard core {value}" for domain, value in hard.items() if value != "0"]
     assert not allowed, f"limits allow core dumps: {'; '.join(allowed)}"
     # systemd reads coredump.conf, then its drop-ins in order: the last assignment is in effect.
     settings: dict[str, str] = {}

@@ -214,7 +214,8 @@ def test_updates_security_origin(state: HostState) -> None:
 
 @control(
     "time-sync",
-    "Exactly one time sync daemon runs and the clock agrees with the controller's",
+    "Exactly one time sync daemon runs, is synchronised, and the clock agrees with the "
+    "controller's",
     rationale="Logs, TLS and TOTP all depend on the time; two daemons fight each other.",
     cis="2.3.1.1",
 )
@@ -237,4 +238,8 @@ def test_time_sync(state: HostState) -> None:
     ntp = dict(line.partition("=")[::2] for line in lines[1:] if "=" in line)
     assert ntp.get("NTP") == "yes", (
         f"network time synchronisation is off (timedatectl NTP={ntp.get('NTP', '?')})"
+    )
+    assert ntp.get("NTPSynchronized") == "yes", (
+        f"the clock is not synchronised ({daemons[0]} reached no time server; timedatectl "
+        f"NTPSynchronized={ntp.get('NTPSynchronized', '?')})"
     )
