@@ -272,22 +272,26 @@ class HostState:
         self.read_done = 0.0  # ... and when the answer came back
         self.early = threading.Event()  # set once the clock and the listeners are read
         self._reading: Future[dict[str, list[str]]] | None = None
+        self._early: Future[dict[str, list[str]]] | None = None
 
     def start(self) -> None:
-        """Begin reading the snapshot in the background (the outside probes run meanwhile)."""
+        """Begin reading the host in the background (the outside probes run meanwhile): the
+        quick first read and the snapshot at once, each over its own channel of the one
+        multiplexed connection, so the first read costs the critical path nothing."""
         if self._reading is None:
-            pool = ThreadPoolExecutor(max_workers=1)
-            self._reading = pool.submit(self._read)
-            pool.shutdown(wait=False)  # the read goes on; the thread ends with it
+            pool = ThreadPoolExecutor(max_workers=2)
+            self._early = pool.submit(self._read_early)
+            self._reading = pool.submit(self._run, snapshot_parts(self.users))
+            pool.shutdown(wait=False)  # the reads go on; the threads end with them
 
-    def _read(self) -> dict[str, list[str]]:
+    def _read_early(self) -> dict[str, list[str]]:
         try:
             self.read_at = time.time()
-            early = self._run(early_parts())
+            found = self._run(early_parts())
             self.read_done = time.time()
         finally:
             self.early.set()
-        return early | self._run(snapshot_parts(self.users))
+        return found
 
     def _run(self, parts: dict[str, str]) -> dict[str, list[str]]:
         result = self.host.run("sh -c %s", snapshot_command(parts))
@@ -307,7 +311,8 @@ class HostState:
     def raw(self) -> dict[str, list[str]]:
         self.start()
         assert self._reading is not None
-        return self._reading.result()
+        assert self._early is not None
+        return self._early.result() | self._reading.result()
 
     def lines(self, part: str) -> list[str]:
         return self.raw.get(part, [])

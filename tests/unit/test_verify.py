@@ -107,13 +107,14 @@ def test_the_clock_and_the_listeners_are_read_apart_before_the_snapshot() -> Non
 
 
 class ScriptedHost:
-    """testinfra's host.run answering each remote command with the next scripted output."""
+    """testinfra's host.run answering the first read and the snapshot (which run at once, in
+    either order) with their scripted outputs."""
 
-    def __init__(self, *outputs: tuple[int, str]) -> None:
-        self.outputs = list(outputs)
+    def __init__(self, early: tuple[int, str], snapshot: tuple[int, str]) -> None:
+        self.early, self.snapshot = early, snapshot
 
     def run(self, command: str, *args: str) -> Any:
-        rc, stdout = self.outputs.pop(0)
+        rc, stdout = self.early if "timedatectl" in args[0] else self.snapshot
         return SimpleNamespace(rc=rc, stdout=stdout, stderr="")
 
 
