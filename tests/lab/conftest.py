@@ -1,8 +1,9 @@
 """Lab tests boot real qemu VMs; they are marked `lab` and run in CI too (never skipped).
 
-They also run first, longest module first: pytest-xdist (`-n 3 --dist loadfile`, see
-pyproject.toml) hands each worker whole modules in this order, so the 20-minute modules start
-at once and the short ones fill in behind them.
+They also run first, longest module first: pytest-xdist (`-n 3 --dist loadfile
+--no-loadscope-reorder`, see pyproject.toml; by default it would order files by their number of
+tests) hands each worker whole modules in this order, so the 20-minute modules start at once
+and the short ones fill in behind them.
 """
 
 from __future__ import annotations
