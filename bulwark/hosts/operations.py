@@ -58,7 +58,7 @@ SHARED_FILES |= {f"{CHECKED_DIR}/{name}" for name in ("60-bulwark.conf", "50unat
 SHARED_UNITS = frozenset(
     {"apt-daily.timer", "apt-daily-upgrade.timer", "systemd-timesyncd.service", "chrony.service"}
 )
-SHARED_PROGRAMS = ("docker", "chronyd")
+SHARED_PROGRAMS = ("docker", "chronyd", "snap")
 
 T = TypeVar("T")
 _read_once: dict[tuple[int, str, str], Any] = {}

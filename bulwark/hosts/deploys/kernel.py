@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import deploy, operation
 from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files
@@ -79,6 +79,13 @@ def sudoers_defaults(content: str):  # type: ignore[no-untyped-def]
 @deploy("Kernel and file system")
 def kernel() -> None:
     conf = current().settings.kernel
+    if "squashfs" in conf.disabled_filesystems and program_exists("snap"):
+        logger.warning(
+            "%s: snapd is installed and mounts every snap as squashfs; with squashfs disabled "
+            "(bulwark.kernel.disabled_filesystems) snaps stop working at the next boot: remove "
+            "it from that list on this host",
+            host.name,
+        )
     nocore = "# Managed by bulwark: a core dump can hold secrets.\n"
     config_files(
         name="sysctl hardening (dev-sec set), unused modules off, no core dumps",
