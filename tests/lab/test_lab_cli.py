@@ -11,14 +11,16 @@ from pathlib import Path
 from bulwark.lab import vm as lab
 
 
-def bulwark(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def bulwark(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
     """Run the installed `bulwark` console script, as a user would."""
     exe = Path(sys.executable).with_name("bulwark")
     return subprocess.run(
         [str(exe), *args],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
         check=False,
         env={**os.environ, **(env or {})},
     )
@@ -68,7 +70,8 @@ def test_trixie_lab_up_bootstrap_list_down(tmp_path: Path) -> None:
 
 
 def test_demo_boots_bootstraps_hardens_and_verifies_a_fresh_vps() -> None:
-    result = bulwark("demo", "--json")
+    # A whole fresh VPS on TCG: boot, bootstrap, first harden (~10 min alone), re-run, verify.
+    result = bulwark("demo", "--json", timeout=2400)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["bootstrap"]["proof"]["user"] == "deploy"
