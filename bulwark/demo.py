@@ -1,4 +1,5 @@
-"""The demo: a lab VM that looks like a fresh VPS, bootstrapped and hardened as operators do."""
+"""The demo: a lab VM that looks like a fresh VPS, bootstrapped, hardened and verified as
+operators do, then audited with stack dev."""
 
 from __future__ import annotations
 

@@ -139,7 +139,7 @@ def _one_line(exc: ValidationError, where: str) -> ConfigError:
 
 # ----------------------------------------------------------------------------- hardening
 # Each field: the default is the secure choice; the description says why and what it touches.
-# The README's settings table is generated from these declarations (`bulwark settings-table`).
+# The README's settings table is generated from these declarations (`bulwark settings`).
 
 
 class SshSettings(BaseModel):

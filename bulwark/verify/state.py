@@ -1,6 +1,6 @@
-"""A read-only view of one host, read in ONE remote command (a snapshot of every source the
-controls need), parsed into query methods. One round trip keeps the suite fast over a single
-reused SSH connection; the parsers are pure and tested on recorded output."""
+"""A read-only view of one host, read in two remote commands that run at once over the one reused
+SSH connection: a quick read (clock, listeners) and a snapshot of every other source the controls
+need, parsed into query methods. The parsers are pure and tested on recorded output."""
 
 from __future__ import annotations
 
