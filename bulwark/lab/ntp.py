@@ -81,18 +81,21 @@ def ensure(pidfile: Path) -> str | None:
     if running(pidfile):
         return None
     pidfile.parent.mkdir(parents=True, exist_ok=True)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bulwark.lab.ntp", "--pidfile", str(pidfile)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # it outlives this process: detached VMs keep their clock
-    )
+    log = pidfile.with_suffix(".log")  # a file, not a pipe: the server outlives this process
+    with log.open("wb") as err:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bulwark.lab.ntp", "--pidfile", str(pidfile)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # it outlives this process: detached VMs keep their clock
+        )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            assert child.stderr is not None
-            return child.stderr.read().decode(errors="replace").strip() or "it exited"
+            if running(pidfile):  # another lab process started one at the same moment
+                return None
+            return log.read_text(errors="replace").strip() or "it exited"
         if running(pidfile) == child.pid:
             return None
         time.sleep(0.05)
