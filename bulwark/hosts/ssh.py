@@ -8,6 +8,7 @@ and no keys picked up from ~/.ssh, so what works here works the same in CI.
 from __future__ import annotations
 
 import fcntl
+import logging
 import shlex
 import socket
 import time
@@ -21,6 +22,11 @@ from bulwark.errors import AuthError, ConnectError, HostKeyError, RemoteError
 from bulwark.hosts.keys import KeyPair, fingerprint
 
 CONNECT_TIMEOUT = 20.0
+# paramiko's transport thread logs every failed handshake with a traceback (a reset while sshd
+# reloads, say). Our sessions log on a channel of their own that keeps quiet: each failure
+# surfaces once, as the retry or the one-line error connect() raises.
+TRANSPORT_LOG = "bulwark.ssh.transport"
+logging.getLogger(TRANSPORT_LOG).setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -204,6 +210,7 @@ class _TransientError(Exception):
 
 def _connect_once(target: Target, login: Login, known_hosts: KnownHosts, timeout: float) -> Session:
     client = paramiko.SSHClient()
+    client.set_log_channel(TRANSPORT_LOG)
     known_hosts.load_into(client)
     client.set_missing_host_key_policy(_PinOnFirstUse(known_hosts))
     try:
@@ -256,13 +263,13 @@ def _connect_once(target: Target, login: Login, known_hosts: KnownHosts, timeout
         raise ConnectError(
             f"cannot reach {target}: connection refused (check the port and that sshd runs)"
         ) from None
-    except (paramiko.SSHException, OSError) as exc:
+    except (paramiko.SSHException, OSError, EOFError) as exc:
         client.close()
-        # Dropped before the banner (EOF or reset): sshd was reloading or throttling; qemu's
-        # user-mode network also accepts and then closes while the guest's sshd is not there.
-        if isinstance(exc, ConnectionResetError) or isinstance(
-            exc.__context__, EOFError | ConnectionResetError
-        ):
+        # Dropped before the banner (EOF or reset, seen on read or on paramiko's own banner
+        # write): sshd was reloading or throttling; qemu's user-mode network also accepts and
+        # then closes while the guest's sshd is not there.
+        dropped = EOFError | ConnectionResetError | BrokenPipeError
+        if isinstance(exc, dropped) or isinstance(exc.__context__, dropped):
             raise _TransientError from exc
         raise ConnectError(f"SSH to {target} failed: {exc}") from None
     return Session(client, target, login)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import stat
+import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -103,6 +106,45 @@ def test_connect_to_a_non_ssh_server_is_a_connect_error(tmp_path: Path) -> None:
                 KnownHosts(tmp_path / "kh"),
                 timeout=1,
             )
+
+
+@pytest.mark.parametrize("reads_banner", [True, False], ids=["after-banner", "before-banner"])
+def test_a_reset_handshake_is_retried_quietly_and_reported_once(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    reads_banner: bool,
+) -> None:
+    """sshd drops connections while it reloads: the retry is quiet, the error is one line
+    (a reset can meet paramiko reading the server's banner or still writing its own)."""
+    accepted = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        port = server.getsockname()[1]
+
+        def reset_each() -> None:
+            for _ in range(2):
+                conn, _ = server.accept()
+                accepted.append(conn.recv(64) if reads_banner else b"")
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()  # RST, as a reloading sshd sends
+
+        resetter = threading.Thread(target=reset_each, daemon=True)
+        resetter.start()
+        caplog.set_level(logging.DEBUG)
+        with pytest.raises(ConnectError, match=f"SSH to 127.0.0.1:{port} failed"):
+            connect(
+                Target("127.0.0.1", port),
+                Login("root", password="x"),
+                KnownHosts(tmp_path / "kh"),
+                timeout=5,
+                retries=1,
+            )
+        resetter.join(timeout=10)
+    assert len(accepted) == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_this_machine_is_never_a_target() -> None:
