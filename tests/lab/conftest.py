@@ -4,9 +4,10 @@ The suite runs on two pytest-xdist workers, one per core (`-n 2 --dist loadfile
 --no-loadscope-reorder`, see pyproject.toml): two TCG guests at once use the machine fully,
 a third only slows all three down (CI measured 64 min with three workers). xdist hands whole
 modules out in collection order, each to the first worker that runs dry, so the lab modules
-come first, longest first: harden and verify start at once, trixie follows harden, lab_cli and
-bootstrap follow verify, and the unit tests fill in as the chains end (module times in
-docs/benchmarks.md, "The test suite"). `--dist loadgroup` would name the chains outright, but
+come first, longest first: trixie (30 min) and harden (23) start at once, verify follows harden,
+lab_cli then bootstrap follow trixie, and the unit tests fill in as the chains end (about 50 min
+a worker, where harden then trixie on one worker took 53; module times in docs/benchmarks.md,
+"The test suite"). `--dist loadgroup` would name the chains outright, but
 pytest-xdist 3.8 cannot regroup pytest 9's node ids.
 """
 
@@ -14,7 +15,13 @@ from __future__ import annotations
 
 import pytest
 
-LAB_ORDER = ("test_harden", "test_verify", "test_harden_trixie", "test_lab_cli", "test_bootstrap")
+LAB_ORDER = (
+    "test_harden_trixie",
+    "test_harden",
+    "test_verify",
+    "test_lab_cli",
+    "test_bootstrap",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
