@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from ssh_audit.builtin_policies import BUILTIN_POLICIES  # type: ignore[import-untyped]
@@ -11,7 +13,7 @@ from ssh_audit.builtin_policies import BUILTIN_POLICIES  # type: ignore[import-u
 from bulwark.errors import ConfigError
 from bulwark.hosts.deploys.firewall import wanted_rules
 from bulwark.hosts.deploys.ssh import SshPlan, managed_keys, reload_command
-from bulwark.hosts.deploys.updates import security_origin
+from bulwark.hosts.deploys.updates import dry_run_check, security_origin
 from bulwark.hosts.sshcrypto import (
     DEBIAN_12,
     PARAMIKO_KEX,
@@ -266,3 +268,49 @@ def test_valid_free_text_settings_pass() -> None:
          "updates": {"reboot_time": "23:59", "mail": "ops@example.com"}}
     )  # fmt: skip
     assert conf.fail2ban.bantime == "1h30m"
+
+
+FAKE_DRY_RUN = """#!/bin/sh
+[ "$*" = "--dry-run -d" ] || exit 64
+echo 'Starting unattended upgrades script'
+echo "Allowed origins are: $ORIGINS"
+[ -n "$STAY" ] && while :; do sleep 1; done
+exit 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("origins", "stay", "passes"),
+    [
+        ("origin=Debian,codename=bookworm-security,label=Debian-Security", "1", True),
+        ("origin=Debian,codename=bookworm-security,label=Debian-Security", "", True),
+        ("origin=Debian,codename=bookworm,label=Debian", "1", False),
+        ("", "", False),
+    ],
+    ids=["allowed-stopped-early", "allowed-exited", "security-missing", "no-origins"],
+)
+def test_dry_run_check_reads_the_allowed_origins_and_stops_the_dry_run(
+    tmp_path: Path, origins: str, stay: str, passes: bool
+) -> None:
+    """Run for real in sh against a stand-in unattended-upgrade that would go on for minutes:
+    the check decides from the allowed-origins line and leaves no dry run behind."""
+    fake = tmp_path / "unattended-upgrade"
+    fake.write_text(FAKE_DRY_RUN)
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "ORIGINS": origins, "STAY": stay}
+    origin = security_origin("debian", "bookworm")
+    done = subprocess.run(
+        ["sh", "-c", dry_run_check(origin)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode == 0) is passes, done.stderr
+    if not passes:
+        assert f"unattended-upgrade would not use {origin}" in done.stderr
+    left = subprocess.run(
+        ["pgrep", "-f", f"{tmp_path}/unattended-upgrade"], check=False, capture_output=True
+    )
+    assert left.returncode == 1, "the dry run was left running"
