@@ -191,14 +191,19 @@ def config_files(files: list[ConfigFile]):  # type: ignore[no-untyped-def]
 
 
 @operation()
-def first_run_upgrade():  # type: ignore[no-untyped-def]
+def first_run_upgrade(alongside: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     """On a host bulwark has not upgraded yet: refresh the apt lists and upgrade everything.
     Later runs leave upgrades to unattended-upgrades (security, daily) and to the operator, so a
-    re-run changes nothing and never waits on apt."""
+    re-run changes nothing and never waits on apt.
+
+    + alongside: commands that start slow work in the background first (first run only), to
+      use the CPU apt leaves idle while it downloads
+    """
     done_at = host.get_fact(FirstUpgrade)
     if done_at:
         host.noop(f"first full upgrade done {done_at}; unattended-upgrades keeps up since")
         return
+    yield from alongside
     # apt's periodic hook writes this stamp, `apt-get update` does not: touch it ourselves.
     yield f"apt-get update && touch {APT_LISTS_STAMP}"
     yield noninteractive_apt("dist-upgrade")

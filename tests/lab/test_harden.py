@@ -150,6 +150,20 @@ def test_ssh_audit_hardened_policy_passes(vm: LabVM, hardened: object) -> None:
     assert "Passed" in audit.stdout
 
 
+def test_host_keys_are_ed25519_and_rsa_4096_and_no_copy_is_left(
+    shell: Session, hardened: object
+) -> None:
+    """The new RSA key was made on the host (in the background while apt worked) and moved
+    into place: no staged private key stays behind in bulwark's state directory."""
+    keys = shell.run("for f in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $f; done").stdout
+    assert sorted(f"{line.split()[0]} {line.split()[-1]}" for line in keys.splitlines()) == [
+        "256 (ED25519)",
+        "4096 (RSA)",
+    ]
+    state = shell.run("ls -A /var/lib/bulwark", sudo=True).stdout.split()
+    assert not [name for name in state if "ssh_host" in name], state
+
+
 def test_fail2ban_and_sysctl_and_mounts(shell: Session, hardened: object) -> None:
     jails = shell.run("fail2ban-client status", sudo=True).stdout
     assert "sshd" in jails

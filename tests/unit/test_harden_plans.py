@@ -11,6 +11,7 @@ import pytest
 from ssh_audit.builtin_policies import BUILTIN_POLICIES  # type: ignore[import-untyped]
 
 from bulwark.errors import ConfigError
+from bulwark.hosts.deploys.fail2ban import check_jails
 from bulwark.hosts.deploys.firewall import wanted_rules
 from bulwark.hosts.deploys.ssh import SshPlan, managed_keys, reload_command
 from bulwark.hosts.deploys.updates import dry_run_check, security_origin
@@ -314,3 +315,43 @@ def test_dry_run_check_reads_the_allowed_origins_and_stops_the_dry_run(
         ["pgrep", "-f", f"{tmp_path}/unattended-upgrade"], check=False, capture_output=True
     )
     assert left.returncode == 1, "the dry run was left running"
+
+
+FAKE_STATUS = """#!/bin/sh
+[ "$*" = "status" ] || exit 64
+printf 'Status\\n|- Number of jail:\\t2\\n`- Jail list:\\t%s\\n' "$JAILS"
+"""
+FAKE_SYSTEMCTL = """#!/bin/sh
+[ "$*" = "is-active --quiet fail2ban" ] || exit 64
+exit "$INACTIVE"
+"""
+
+
+@pytest.mark.parametrize(
+    ("jails", "inactive", "missing"),
+    [
+        ("recidive, sshd", "0", None),
+        ("sshd", "0", "recidive"),
+        ("sshd-ddos, recidive", "0", "sshd"),
+        ("recidive, sshd", "3", "sshd recidive"),
+    ],
+    ids=["both-loaded", "recidive-missing", "only-a-lookalike", "service-inactive"],
+)
+def test_jail_check_needs_the_service_active_and_every_jail_loaded(
+    tmp_path: Path, jails: str, inactive: str, missing: str | None
+) -> None:
+    for name, text in (("fail2ban-client", FAKE_STATUS), ("systemctl", FAKE_SYSTEMCTL)):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "JAILS": jails, "INACTIVE": inactive}
+    done = subprocess.run(
+        ["sh", "-c", check_jails(["sshd", "recidive"], seconds=2)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode == 0) is (missing is None), done.stderr
+    if missing:
+        assert f"jails are not loaded: {missing}: see journalctl -u fail2ban" in done.stderr

@@ -114,6 +114,7 @@ def test_a_slow_rsa_key_is_made_before_the_revert_window_opens(
     keygen, timer = index(cmds, "ssh-keygen"), index(cmds, "systemd-run")
     assert keygen < timer
     assert ssh.STAGED_RSA in cmds[keygen]  # beside /etc/ssh, not in it
+    assert ssh.KEYGEN_UNIT in cmds[keygen]  # the one started while apt worked, if any
     assert index(cmds, f"mv {ssh.STAGED_RSA} /etc/ssh/ssh_host_rsa_key") > timer
     assert index(cmds, f"> {ssh.STAGED_MODULI}") < timer < index(cmds, f"mv {ssh.STAGED_MODULI}")
     assert cmds[-1] == "systemctl reload ssh"

@@ -16,14 +16,22 @@ from bulwark.hosts.facts import Fail2banState
 from bulwark.hosts.templates import render
 
 JAIL_LOCAL = "/etc/fail2ban/jail.local"
-# fail2ban takes a few seconds to load its jails after a restart (longer under emulation).
+# fail2ban takes a few seconds to load its jails after a restart (longer under emulation). One
+# `fail2ban-client status` a second (a Python start each) until its jail list has every jail.
 CHECK_JAILS = (
-    "for i in $(seq 60); do "
-    "systemctl is-active --quiet fail2ban && fail2ban-client status {jails} >/dev/null 2>&1 "
-    "&& exit 0; sleep 1; done; "
-    "echo 'fail2ban is not active or the {jails} jail is not loaded: "
-    "see journalctl -u fail2ban' >&2; exit 1"
+    "for i in $(seq {seconds}); do "
+    "if systemctl is-active --quiet fail2ban; then "
+    "loaded=$(fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list://p' | tr -d ' \\t'); "
+    'missing=""; for jail in {jails}; do case ",$loaded," in *",$jail,"*) ;; '
+    '*) missing="$missing $jail" ;; esac; done; [ -z "$missing" ] && exit 0; fi; sleep 1; done; '
+    'echo "fail2ban is not active or jails are not loaded:${{missing:- {jails}}}: '
+    'see journalctl -u fail2ban" >&2; exit 1'
 )
+
+
+def check_jails(jails: list[str], seconds: int = 60) -> str:
+    """Shell that waits up to `seconds` for fail2ban to be active with every jail loaded."""
+    return CHECK_JAILS.format(jails=" ".join(jails), seconds=seconds)
 
 
 @operation()
@@ -49,12 +57,11 @@ def jail_config(content: str, jails: list[str]):  # type: ignore[no-untyped-def]
             f"mv {JAIL_LOCAL} {JAIL_LOCAL}.bulwark-old 2>/dev/null; "
             f"mv {JAIL_LOCAL}.bulwark-new {JAIL_LOCAL} && fail2ban-client -t >/dev/null || "
             f"{{ mv {JAIL_LOCAL}.bulwark-old {JAIL_LOCAL} 2>/dev/null; "
-            "echo 'fail2ban-client -t rejected jail.local' >&2; exit 1; }"
+            "echo 'fail2ban-client -t rejected jail.local' >&2; exit 1; }; "
+            f"rm -f {JAIL_LOCAL}.bulwark-old"
         )
-        yield f"rm -f {JAIL_LOCAL}.bulwark-old"
     yield "systemctl enable --quiet fail2ban && systemctl restart fail2ban"
-    for jail in jails:
-        yield CHECK_JAILS.format(jails=jail)
+    yield check_jails(jails)
 
 
 @deploy("fail2ban")

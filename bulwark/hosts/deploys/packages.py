@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyinfra.api import deploy
 
+from bulwark.hosts.deploys.ssh import rsa_key_in_background
 from bulwark.hosts.operations import (
     ConfigFile,
     config_files,
@@ -36,5 +37,7 @@ def packages() -> None:
             ),
         ],
     )
-    first_run_upgrade(name="apt update and full upgrade (first run)")
+    first_run_upgrade(
+        name="apt update and full upgrade (first run)", alongside=(rsa_key_in_background(),)
+    )
     packages_present(name="Install what hardening needs", packages=list(PACKAGES))

@@ -48,6 +48,7 @@ REVERT_SCRIPT = "/usr/local/sbin/bulwark-ssh-revert"
 REVERTED_MARK = f"{STATE_DIR}/ssh-reverted"
 STAGED_RSA = f"{STATE_DIR}/ssh_host_rsa_key.new"
 STAGED_MODULI = f"{STATE_DIR}/moduli.new"
+KEYGEN_UNIT = "bulwark-ssh-keygen"
 
 
 @cache
@@ -129,6 +130,40 @@ def make_plan(conf: HardenSettings, conn: InventoryHost) -> SshPlan:
     )
 
 
+def rsa_key_in_background() -> str:
+    """Shell that starts a new RSA host key beside /etc/ssh, at the lowest CPU priority, when the
+    host's is weaker than wanted and none is staged or being made. A 4096-bit key is a minute or
+    more of CPU on a small or emulated host; started before the first run's apt work, it takes
+    only what apt leaves idle while it downloads. The guarded change waits for it (or makes the
+    key itself). The private key never leaves the host."""
+    part = f"{STAGED_RSA}.part"
+    make = (
+        f"rm -f {part} {part}.pub && ssh-keygen -q -t rsa -b {RSA_HOST_KEY_BITS} -N '' -f {part} "
+        f"&& mv {part}.pub {STAGED_RSA}.pub && mv {part} {STAGED_RSA}"
+    )
+    return (
+        "bits=$(ssh-keygen -l -f /etc/ssh/ssh_host_rsa_key.pub 2>/dev/null | cut -d' ' -f1); "
+        f'[ "${{bits:-0}}" -ge {RSA_HOST_KEY_BITS} ] || [ -e {STAGED_RSA} ] || '
+        f"systemctl is-active --quiet {KEYGEN_UNIT} || {{ install -d -m 711 {STATE_DIR} && "
+        f"systemctl reset-failed {KEYGEN_UNIT} 2>/dev/null; "
+        f"systemd-run --quiet --collect --unit={KEYGEN_UNIT} --nice=19 "
+        f"--description='bulwark: a new RSA host key, made while apt works' "
+        f"sh -c {shlex.quote(make)}; }} || true"
+    )
+
+
+def staged_rsa_key() -> str:
+    """Shell that leaves a new RSA host key at STAGED_RSA: the one made in the background when
+    it is there and whole (waited for while it is still being made), otherwise made now."""
+    return (
+        f"while systemctl is-active --quiet {KEYGEN_UNIT}; do sleep 1; done; "
+        f"{{ [ -s {STAGED_RSA} ] && ssh-keygen -l -f {STAGED_RSA}.pub 2>/dev/null "
+        f"| grep -q '^{RSA_HOST_KEY_BITS} '; }} || "
+        f"{{ rm -f {STAGED_RSA} {STAGED_RSA}.pub && "
+        f"ssh-keygen -q -t rsa -b {RSA_HOST_KEY_BITS} -N '' -f {STAGED_RSA}; }}"
+    )
+
+
 def effective_values(conf: HardenSettings) -> list[str]:
     """Lines `sshd -T` must print once the drop-in is in place: proof that sshd reads it and
     that no earlier-read file or Match block overrides it."""
@@ -195,10 +230,7 @@ def guarded_sshd_change(conn: InventoryHost):  # type: ignore[no-untyped-def]
     # The slow parts are prepared beside /etc/ssh, before the timer runs: a 4096-bit key takes
     # minutes on a small host and must not eat the window the fresh login has.
     if plan.regenerate_rsa:
-        yield (
-            f"rm -f {STAGED_RSA} {STAGED_RSA}.pub && "
-            f"ssh-keygen -q -t rsa -b {RSA_HOST_KEY_BITS} -N '' -f {STAGED_RSA}"
-        )
+        yield staged_rsa_key()
     if plan.filter_moduli:
         yield f"awk '$1 ~ /^#/ || $5 >= {MIN_MODULUS_BITS - 1}' /etc/ssh/moduli > {STAGED_MODULI}"
     # From here on /etc/ssh changes, so the timer runs first (re-armed: a full window again).
