@@ -272,33 +272,43 @@ def test_valid_free_text_settings_pass() -> None:
 
 
 FAKE_DRY_RUN = """#!/bin/sh
-[ "$*" = "--dry-run -d" ] || exit 64
+[ "$*" = "--dry-run -d" ] && [ "$PYTHONUNBUFFERED" = 1 ] || exit 64
 echo 'Starting unattended upgrades script'
-echo "Allowed origins are: $ORIGINS"
+if [ -n "$SPLIT" ]; then  # a buffer flush in the middle of the line
+    printf 'Allowed origins are: %s' "${ORIGINS%%-security*}"; sleep 1
+    echo "-security${ORIGINS#*-security}"
+else
+    echo "Allowed origins are: $ORIGINS"
+fi
+echo 'Initial blacklist: '
 [ -n "$STAY" ] && while :; do sleep 1; done
 exit 0
 """
 
 
+SECURITY = "origin=Debian,codename=bookworm-security,label=Debian-Security"
+
+
 @pytest.mark.parametrize(
-    ("origins", "stay", "passes"),
+    ("origins", "stay", "split", "passes"),
     [
-        ("origin=Debian,codename=bookworm-security,label=Debian-Security", "1", True),
-        ("origin=Debian,codename=bookworm-security,label=Debian-Security", "", True),
-        ("origin=Debian,codename=bookworm,label=Debian", "1", False),
-        ("", "", False),
+        (SECURITY, "1", "", True),
+        (SECURITY, "", "", True),
+        (SECURITY, "1", "1", True),
+        ("origin=Debian,codename=bookworm,label=Debian", "1", "", False),
+        ("", "", "", False),
     ],
-    ids=["allowed-stopped-early", "allowed-exited", "security-missing", "no-origins"],
+    ids=["stopped-early", "exited", "line-split", "security-missing", "no-origins"],
 )
 def test_dry_run_check_reads_the_allowed_origins_and_stops_the_dry_run(
-    tmp_path: Path, origins: str, stay: str, passes: bool
+    tmp_path: Path, origins: str, stay: str, split: str, passes: bool
 ) -> None:
     """Run for real in sh against a stand-in unattended-upgrade that would go on for minutes:
     the check decides from the allowed-origins line and leaves no dry run behind."""
     fake = tmp_path / "unattended-upgrade"
     fake.write_text(FAKE_DRY_RUN)
     fake.chmod(0o755)
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "ORIGINS": origins, "STAY": stay}
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "ORIGINS": origins, "STAY": stay, "SPLIT": split}
     origin = security_origin("debian", "bookworm")
     done = subprocess.run(
         ["sh", "-c", dry_run_check(origin)],

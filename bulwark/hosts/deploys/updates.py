@@ -33,12 +33,14 @@ def security_origin(distro_id: str, codename: str) -> str:
 
 
 # The dry run prints the origins it allows once it has read apt's config, before it builds its
-# package cache (most of a dry run's minute under emulation): the check stops it there. SIGKILL,
-# since unattended-upgrade only notes a SIGTERM; a dry run has nothing to leave half done.
+# package cache (most of a dry run's minute under emulation): the check stops it there, once a
+# line follows the origins line (so that line is whole; PYTHONUNBUFFERED, or its stdout to a
+# file would arrive in 8 KiB blocks, after the cache). SIGKILL, since unattended-upgrade only
+# notes a SIGTERM; a dry run has nothing to leave half done.
 DRY_RUN_CHECK = (
-    'out=$(mktemp) && {{ unattended-upgrade --dry-run -d >"$out" 2>&1 & pid=$!; i=0; '
-    "while [ $i -lt 900 ] && kill -0 $pid 2>/dev/null "
-    "&& ! grep -qF 'Allowed origins are:' \"$out\"; do sleep 0.2; i=$((i + 1)); done; "
+    'out=$(mktemp) && {{ PYTHONUNBUFFERED=1 unattended-upgrade --dry-run -d >"$out" 2>&1 & '
+    "pid=$!; i=0; while [ $i -lt 900 ] && kill -0 $pid 2>/dev/null && ! sed -n "
+    "'/Allowed origins are:/{{n;p;q;}}' \"$out\" | grep -q .; do sleep 0.2; i=$((i + 1)); done; "
     "kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; "
     "grep -F 'Allowed origins are:' \"$out\" | grep -qF '{origin}'; ok=$?; "
     '[ $ok = 0 ] || tail -n 5 "$out" >&2; rm -f "$out"; [ $ok = 0 ]; }} || '
