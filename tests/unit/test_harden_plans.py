@@ -271,6 +271,14 @@ def test_valid_free_text_settings_pass() -> None:
     assert conf.fail2ban.bantime == "1h30m"
 
 
+def stand_ins(directory: Path, programs: dict[str, str]) -> dict[str, str]:
+    """Write stand-in programs into `directory`; the environment that runs them first."""
+    for name, text in programs.items():
+        (directory / name).write_text(text)
+        (directory / name).chmod(0o755)
+    return {"PATH": f"{directory}:/usr/bin:/bin"}
+
+
 FAKE_DRY_RUN = """#!/bin/sh
 [ "$*" = "--dry-run -d" ] && [ "$PYTHONUNBUFFERED" = 1 ] || exit 64
 echo 'Starting unattended upgrades script'
@@ -305,10 +313,8 @@ def test_dry_run_check_reads_the_allowed_origins_and_stops_the_dry_run(
 ) -> None:
     """Run for real in sh against a stand-in unattended-upgrade that would go on for minutes:
     the check decides from the allowed-origins line and leaves no dry run behind."""
-    fake = tmp_path / "unattended-upgrade"
-    fake.write_text(FAKE_DRY_RUN)
-    fake.chmod(0o755)
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "ORIGINS": origins, "STAY": stay, "SPLIT": split}
+    env = stand_ins(tmp_path, {"unattended-upgrade": FAKE_DRY_RUN})
+    env |= {"ORIGINS": origins, "STAY": stay, "SPLIT": split}
     origin = security_origin("debian", "bookworm")
     done = subprocess.run(
         ["sh", "-c", dry_run_check(origin)],
@@ -350,10 +356,8 @@ exit "$INACTIVE"
 def test_jail_check_needs_the_service_active_and_every_jail_loaded(
     tmp_path: Path, jails: str, inactive: str, missing: str | None
 ) -> None:
-    for name, text in (("fail2ban-client", FAKE_STATUS), ("systemctl", FAKE_SYSTEMCTL)):
-        (tmp_path / name).write_text(text)
-        (tmp_path / name).chmod(0o755)
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "JAILS": jails, "INACTIVE": inactive}
+    env = stand_ins(tmp_path, {"fail2ban-client": FAKE_STATUS, "systemctl": FAKE_SYSTEMCTL})
+    env |= {"JAILS": jails, "INACTIVE": inactive}
     done = subprocess.run(
         ["sh", "-c", check_jails(["sshd", "recidive"], seconds=2)],
         check=False,

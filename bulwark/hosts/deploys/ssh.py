@@ -130,6 +130,10 @@ def make_plan(conf: HardenSettings, conn: InventoryHost) -> SshPlan:
     )
 
 
+def _rsa_keygen(path: str) -> str:
+    return f"ssh-keygen -q -t rsa -b {RSA_HOST_KEY_BITS} -N '' -f {path}"
+
+
 def rsa_key_in_background() -> str:
     """Shell that starts a new RSA host key beside /etc/ssh, at the lowest CPU priority, when the
     host's is weaker than wanted and none is staged or being made. A 4096-bit key is a minute or
@@ -138,7 +142,7 @@ def rsa_key_in_background() -> str:
     key itself). The private key never leaves the host."""
     part = f"{STAGED_RSA}.part"
     make = (
-        f"rm -f {part} {part}.pub && ssh-keygen -q -t rsa -b {RSA_HOST_KEY_BITS} -N '' -f {part} "
+        f"rm -f {part} {part}.pub && {_rsa_keygen(part)} "
         f"&& mv {part}.pub {STAGED_RSA}.pub && mv {part} {STAGED_RSA}"
     )
     return (
@@ -154,13 +158,13 @@ def rsa_key_in_background() -> str:
 
 def staged_rsa_key() -> str:
     """Shell that leaves a new RSA host key at STAGED_RSA: the one made in the background when
-    it is there and whole (waited for while it is still being made), otherwise made now."""
+    it is there and whole (waited for while it is still being made; its public half derived
+    again from the private key, so the pair always matches), otherwise made now."""
     return (
         f"while systemctl is-active --quiet {KEYGEN_UNIT}; do sleep 1; done; "
-        f"{{ [ -s {STAGED_RSA} ] && ssh-keygen -l -f {STAGED_RSA}.pub 2>/dev/null "
-        f"| grep -q '^{RSA_HOST_KEY_BITS} '; }} || "
-        f"{{ rm -f {STAGED_RSA} {STAGED_RSA}.pub && "
-        f"ssh-keygen -q -t rsa -b {RSA_HOST_KEY_BITS} -N '' -f {STAGED_RSA}; }}"
+        f"{{ ssh-keygen -y -f {STAGED_RSA} > {STAGED_RSA}.pub 2>/dev/null && "
+        f"ssh-keygen -l -f {STAGED_RSA}.pub | grep -q '^{RSA_HOST_KEY_BITS} '; }} || "
+        f"{{ rm -f {STAGED_RSA} {STAGED_RSA}.pub && {_rsa_keygen(STAGED_RSA)}; }}"
     )
 
 
