@@ -157,8 +157,8 @@ def main() -> None:
 
         (target,) = run.from_inventory(inv)
         config = Path(tmp) / "ssh_config"
-        config.write_text(run.ssh_config([target], Path(tmp)))
-        ssh = ["ssh", "-F", str(config), target.alias]
+        config.write_text(run.ssh_config({"bench": target}, Path(tmp)))
+        ssh = ["ssh", "-F", str(config), "bench"]
         direct = "host=127.0.0.1 port=5432 dbname=app user=app"
         pooled = f"host={GUEST_ADDRESS} port=6432 dbname=app user=app"
         versions = remote(

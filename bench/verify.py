@@ -68,8 +68,8 @@ def main() -> None:
         (target,) = run.from_inventory(inv)
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "ssh_config"
-            config.write_text(run.ssh_config([target], Path(tmp)))
-            ssh = ["ssh", "-F", str(config), target.alias]
+            config.write_text(run.ssh_config({"bench": target}, Path(tmp)))
+            ssh = ["ssh", "-F", str(config), "bench"]
             subprocess.run([*ssh, "true"], check=True)  # the master connection
             parts = early_parts() | snapshot_parts(["root", "deploy", UNKNOWN_USER])
             one = timed([*ssh, "sudo sh -c " + shlex.quote(snapshot_command(parts))])

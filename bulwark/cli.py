@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -21,16 +22,16 @@ from rich.tree import Tree
 from bulwark.errors import BulwarkError, ConfigError, ExitCode
 from bulwark.hosts import bootstrap as bs
 from bulwark.hosts.harden import run_harden
-from bulwark.hosts.keys import ensure_key, load_key
+from bulwark.hosts.keys import ensure_key, hardened_sshd_refuses, load_key
+from bulwark.hosts.safety import vet
 from bulwark.hosts.ssh import Login, Target
-from bulwark.lab import vm as lab
-from bulwark.lab.tools import ensure_tools
 from bulwark.settings.docs import cloud_settings_table, settings_table
-from bulwark.settings.hosts import check_user_name
+from bulwark.settings.endpoints import check_host, check_login_user, check_path, check_port
 from bulwark.settings.hosts import deploy_user as make_deploy_user
 
 if TYPE_CHECKING:
     from bulwark.cloud.plan import Plan
+    from bulwark.lab import vm as lab
     from bulwark.policy.evaluate import Audit
     from bulwark.verify.results import HostResult
 
@@ -50,6 +51,15 @@ out = Console()
 err = Console(stderr=True)
 
 
+def error_line(message: str) -> None:
+    """The one line every failure a user can cause ends in."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def interrupted_line(note: str = "") -> None:
+    err.print(f"[yellow]interrupted[/yellow]{escape(note)}", highlight=False, soft_wrap=True)
+
+
 def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn library errors into one red line and a distinct exit code; Ctrl-C into 130."""
 
@@ -58,13 +68,40 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except BulwarkError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            error_line(str(exc))
             raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/yellow]: lab VMs of this run were stopped")
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            # click turns Ctrl-C at a prompt into Abort.
+            interrupted_line()
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
     return wrapper
+
+
+T = TypeVar("T")
+
+
+def checked(option: str, check: Callable[[object], T], value: object) -> T:
+    """`check(value)`, its ValueError turned into a ConfigError that names the option."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+
+
+def writable(path: Path | None, option: str) -> Path | None:
+    """An output file the command will write at the end: checked before any work starts."""
+    if path is None:
+        return None
+    checked(option, check_path, path)
+    parent = path.parent
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a directory: name a file to write")
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {path}: folder {parent} does not exist: create it first")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{option} {path} is not writable: pick a file you may write")
+    return path
 
 
 @contextmanager
@@ -104,11 +141,17 @@ def lab_up(
     as_json: Annotated[bool, typer.Option("--json", help="Print the VM as JSON.")] = False,
 ) -> None:
     """Boot a lab VM (fresh VPS) and leave it running until `bulwark lab down`."""
+    from bulwark.lab import vm as lab  # noqa: PLC0415 - the lab loads only for lab commands
+    from bulwark.lab.tools import ensure_tools  # noqa: PLC0415
 
     spec = lab.VMSpec(name, distro, auth, tuple(forward or ()), memory, cpus)  # type: ignore[arg-type]
     ensure_tools()
-    with progress() as say:
-        vm = lab.start(spec, detach=True, progress=say)
+    try:
+        with progress() as say:
+            vm = lab.start(spec, detach=True, progress=say)
+    except KeyboardInterrupt:
+        interrupted_line(": the VM being started was stopped and its files removed")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     if as_json:
         emit_json(_vm_dict(vm))
         return
@@ -143,6 +186,7 @@ def lab_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the running lab VMs."""
+    from bulwark.lab import vm as lab  # noqa: PLC0415
 
     vms = lab.running()
     if as_json:
@@ -167,6 +211,7 @@ def lab_down(
     all_: Annotated[bool, typer.Option("--all", help="Stop every lab VM.")] = False,
 ) -> None:
     """Stop lab VMs and remove their files."""
+    from bulwark.lab import vm as lab  # noqa: PLC0415
 
     if not names and not all_:
         raise ConfigError("name the VMs to stop, or pass --all")
@@ -187,7 +232,11 @@ def lab_ssh(
     ] = None,
 ) -> None:
     """Open ssh to a lab VM (extra arguments are the remote command)."""
+    from bulwark.lab import vm as lab  # noqa: PLC0415
 
+    checked("--user", check_login_user, user)
+    if key is not None:
+        load_key(key)
     vm = lab.find(name)
     cmd = [
         "ssh", "-p", str(vm.ssh_port), "-i", str(key or vm.root_key_path),
@@ -200,28 +249,25 @@ def lab_ssh(
 # ----------------------------------------------------------------------------- hosts
 
 
-def _password(ask: bool, env_var: str | None, user: str) -> str | None:
-    if env_var:
-        value = os.environ.get(env_var)
-        if value is None:
-            raise ConfigError(
-                f"--password-env {env_var}: that variable is not set; export it first"
-            )
-        return value
-    if ask:
-        if not sys.stdin.isatty():
-            raise ConfigError(
-                "--ask-password needs a terminal: use --password-env VAR in automation"
-            )
-        return str(typer.prompt(f"password for {user}", hide_input=True))
-    return None
+def _password_from_env(env_var: str | None) -> str | None:
+    if env_var is None:
+        return None
+    value = os.environ.get(env_var)
+    if value is None:
+        raise ConfigError(f"--password-env {env_var}: that variable is not set; export it first")
+    return value
+
+
+def _can_ask_password() -> None:
+    if not sys.stdin.isatty():
+        raise ConfigError("--ask-password needs a terminal: use --password-env VAR in automation")
 
 
 @app.command()
 @handles_errors
 def bootstrap(
     host: Annotated[str, typer.Argument(help="Address of the new host.")],
-    port: Annotated[int, typer.Option(help="SSH port.")] = 22,
+    port: Annotated[int, typer.Option(help="SSH port (1-65535).")] = 22,
     user: Annotated[
         str, typer.Option(help="First-contact user: root or a sudo-capable user.")
     ] = "root",
@@ -245,27 +291,37 @@ def bootstrap(
 ) -> None:
     """First contact with a new host: deploy user, operator key, sudo; proven in a new login."""
 
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"--port {port} is invalid: use 1-65535")
-    try:
-        if user != "root":
-            check_user_name(user)
-    except ValueError as exc:
-        raise ConfigError(f"--user: {exc}") from None
+    # Everything is checked, and the name resolved and judged not to be this machine, before a
+    # password is asked for, a key is created or a connection is opened.
+    target = Target(checked("host", check_host, host), checked("--port", check_port, port))
+    checked("--user", check_login_user, user)
+    for option, path in (("--key", key), ("--deploy-key", deploy_key), ("--trust-dir", trust_dir)):
+        if path is not None:
+            checked(option, check_path, path)
     deploy = make_deploy_user(deploy_user, deploy_key)
-    password = _password(ask_password, password_env, user)
-    if key is None and password is None:
+    if key is None and password_env is None and not ask_password:
         raise ConfigError(
             "no first-contact credential: pass --key, --ask-password or --password-env"
         )
-    first = Login(user, key=load_key(key) if key else None, password=password)
+    first_key = load_key(key) if key else None
+    password = _password_from_env(password_env)
+    if ask_password and password is None:
+        _can_ask_password()
+    if deploy.key_path.exists():
+        operator_key = load_key(deploy.key_path)
+        if weakness := hardened_sshd_refuses(operator_key):
+            raise ConfigError(f"--deploy-key {deploy.key_path} {weakness}")
+    target = vet(target)
+    if ask_password and password is None:
+        password = str(typer.prompt(f"password for {user}", hide_input=True))
+    first = Login(user, key=first_key, password=password)
     operator_key, created = ensure_key(deploy.key_path)
     if created and not as_json:
         out.print(f"created operator key {deploy.key_path} (0600) and {deploy.key_path}.pub")
     store = bs.TrustStore(trust_dir)
     with progress() as say:
-        say(f"bootstrapping {host}:{port}")
-        report = bs.bootstrap(Target(host, port), first, deploy, operator_key, store)
+        say(f"bootstrapping {target}")
+        report = bs.bootstrap(target, first, deploy, operator_key, store)
     if as_json:
         emit_json(report.as_dict())
         return
@@ -395,6 +451,7 @@ def audit(
         raise ConfigError(f"--format: {fmt!r} is not a format: use one of {', '.join(FORMATS)}")
     if not stack and not hosts:
         raise ConfigError("--stack: nothing to audit: pass --stack S and/or --hosts results.json")
+    writable(out_file, "--out")
     result = run_audit(stack or [], hosts or [], stacks_dir=stacks_dir, policies_dir=policies_dir)
     text = render(result, fmt)
     if out_file is not None:
@@ -478,6 +535,10 @@ def pooler_check(
     from bulwark.pooler import check as pooler  # noqa: PLC0415 - psycopg only for this command
     from bulwark.pooler.report import as_verify_report  # noqa: PLC0415
 
+    writable(results, "--results")
+    checked("--clients", lambda v: _positive(v, 1000), clients)
+    checked("--rounds", lambda v: _positive(v, 100_000), rounds)
+    checked("--prepared-max", lambda v: _positive(v, 100_000, low=0), prepared_max)
     driver = pooler.Driver(pooler.parse_threshold(prepare_threshold), prepared_max)
     result = pooler.check(dsn, driver=driver, clients=clients, rounds=rounds)
     if results is not None:
@@ -508,6 +569,12 @@ def pooler_check(
         raise typer.Exit(int(ExitCode.FAILED_CHECKS))
 
 
+def _positive(value: object, high: int, low: int = 1) -> int:
+    if not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{value} is out of range: use {low}-{high}")
+    return value
+
+
 @app.command()
 @handles_errors
 def verify(
@@ -534,9 +601,15 @@ def verify(
         str | None, typer.Option("-k", help="Only controls matching this pytest expression.")
     ] = None,
 ) -> None:
-    """Verify hosts: controls from inside (testinfra), probes from outside, pinned host keys."""
+    """Verify hosts: controls from inside (testinfra), probes from outside, pinned host keys.
+
+    Exit 0 when everything applicable passes, 1 when a control fails, 2 on bad input or a host
+    that cannot be reached (the others are verified all the same)."""
     from bulwark.verify import run as verify_run  # noqa: PLC0415 - keeps other commands fast
 
+    writable(json_out, "--json")
+    writable(junit, "--junit")
+    checked("--known-hosts", check_path, known_hosts)
     path = Path(target)
     if path.suffix == ".py" or path.is_file():
         targets = verify_run.from_inventory(path, limit)
@@ -552,8 +625,14 @@ def verify(
             probe_keys=probe_key,
             select=select,
         )
+    unreached = [h for h in report.hosts if h.controls[0].status == "error"]
     for host in report.hosts:
-        _print_host_result(host)
+        if host not in unreached:
+            _print_host_result(host)
+    for host in unreached:
+        error_line(f"{host.host}: {host.controls[0].reason}")
+    if unreached:
+        raise typer.Exit(int(ExitCode.ERROR))
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILED_CHECKS))
 
@@ -562,13 +641,16 @@ def _print_host_result(host: HostResult) -> None:
     s = host.summary
     colour = "green" if host.ok else "red"
     out.print(
-        f"[bold]{host.host}[/bold]: [{colour}]{s['pass']} passed, {s['fail']} failed, "
+        f"[bold]{escape(host.host)}[/bold]: [{colour}]{s['pass']} passed, {s['fail']} failed, "
         f"{s['error']} errors[/{colour}], {s['not-applicable']} not applicable"
     )
     for result in host.controls:
         if result.status in ("fail", "error"):
             detail = result.evidence or result.reason or ""
-            out.print(f"  [red]✗ {result.id}[/red] {result.title}: {detail}", highlight=False)
+            out.print(
+                f"  [red]✗ {result.id}[/red] {escape(result.title)}: {escape(detail)}",
+                highlight=False,
+            )
 
 
 @app.command()
@@ -581,10 +663,15 @@ def demo(
 ) -> None:
     """Boot a lab VM as a fresh VPS, bootstrap it, harden it, and verify it."""
     from bulwark.demo import run_demo  # noqa: PLC0415 - keeps other commands fast
+    from bulwark.lab import vm as lab  # noqa: PLC0415
 
     spec = lab.VMSpec(distro=distro, auth=auth)  # type: ignore[arg-type]
-    with progress() as say:
-        result = run_demo(spec, keep=keep, progress=say)
+    try:
+        with progress() as say:
+            result = run_demo(spec, keep=keep, progress=say)
+    except KeyboardInterrupt:
+        interrupted_line(": the demo's lab VM was stopped and its files removed")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -635,8 +722,29 @@ def _print_audit_summary(audit: Audit) -> None:
         out.print(f"  [red]✗ {section.name}: {control.id}[/red] {control.title}", highlight=False)
 
 
+def run(args: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code. Whatever a user can get wrong ends in one `error:`
+    line: usage errors (an unknown option, a value of the wrong type) included; Ctrl-C at any
+    point is `interrupted` and 130; never a traceback."""
+    try:
+        code = app(args=args, prog_name="bulwark", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        interrupted_line()
+        return int(ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f": see `{ctx.command_path} --help`" if ctx is not None else ""
+        error_line(exc.format_message().rstrip(".") + hint)
+        return int(ExitCode.ERROR)
+    except BrokenPipeError:
+        # The reader went away (`bulwark ... | head`): nothing more to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(ExitCode.OK)
+    return code if isinstance(code, int) else int(ExitCode.OK)
+
+
 def main() -> None:
-    app()
+    sys.exit(run())
 
 
 if __name__ == "__main__":

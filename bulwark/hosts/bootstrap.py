@@ -17,11 +17,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pydantic import TypeAdapter, ValidationError
+
 from bulwark.errors import AuthError, ConfigError, RemoteError
 from bulwark.hosts.keys import KeyPair, fingerprint, public_key_blob
-from bulwark.hosts.safety import refuse_this_machine
+from bulwark.hosts.safety import vet
 from bulwark.hosts.ssh import KnownHosts, Login, Session, Target, connect
 from bulwark.settings.hosts import DeployUser
+from bulwark.settings.load import first_error, read_json
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 SUDOERS_DIR = "/etc/sudoers.d"
@@ -71,19 +74,20 @@ class TrustStore:
         self.known_hosts = KnownHosts(directory / "known_hosts")
         self.proofs_file = directory / "access-proofs.json"
 
-    def _load(self) -> dict[str, dict[str, object]]:
+    def _load(self) -> dict[str, AccessProof]:
         if not self.proofs_file.exists():
             return {}
         try:
-            data = json.loads(self.proofs_file.read_text())
-        except ValueError:
+            return _PROOFS.validate_python(read_json(self.proofs_file))
+        except ValidationError as exc:
+            path, msg = first_error(exc)
             raise ConfigError(
-                f"{self.proofs_file} is not valid JSON: delete it and run bootstrap again"
+                f"{self.proofs_file}: {path or 'the file'}: {msg}: remove that entry (or the "
+                "file) and run `bulwark bootstrap` again"
             ) from None
-        return dict(data)
 
     def record(self, proof: AccessProof) -> None:
-        proofs = self._load()
+        proofs = {name: asdict(p) for name, p in self._load().items()}
         proofs[str(proof.target)] = asdict(proof)
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.proofs_file.with_suffix(".tmp")
@@ -91,8 +95,10 @@ class TrustStore:
         tmp.rename(self.proofs_file)
 
     def proof_for(self, target: Target) -> AccessProof | None:
-        raw = self._load().get(str(target))
-        return AccessProof(**raw) if raw else None  # type: ignore[arg-type]
+        return self._load().get(str(target))
+
+
+_PROOFS = TypeAdapter(dict[str, AccessProof])
 
 
 def require_proof(store: TrustStore, target: Target, user: str) -> AccessProof:
@@ -115,7 +121,7 @@ def bootstrap(
     store: TrustStore,
 ) -> BootstrapReport:
     """Make `deploy` a key-login sudo user on `target` and prove it; idempotent."""
-    refuse_this_machine(target)
+    target = vet(target)
     deploy_login = Login(deploy.name, key=deploy_key)
     admin, via_deploy = _admin_session(target, first_login, deploy_login, store)
     report = BootstrapReport(target, connected_as=admin.login.user)

@@ -46,8 +46,11 @@ def run_harden(
     """Preflight every host, then run the deploy; raises BulwarkError when pyinfra fails."""
     hosts = host_inventory.load(inventory, limit)
     host_inventory.preflight(hosts)
-    cmd = [sys.executable, "-m", "pyinfra", str(inventory), HARDEN_DEPLOY]
-    cmd += ["--limit", limit] if limit else []
+    # The inventory by absolute path and the limit attached: neither can be read as an option.
+    # Host keys are always checked against the pinned ones (preflight made sure they exist).
+    cmd = [sys.executable, "-m", "pyinfra", str(inventory.resolve()), HARDEN_DEPLOY]
+    cmd += ["--data", "ssh_strict_host_key_checking=yes"]
+    cmd += [f"--limit={limit}"] if limit else []
     cmd += ["--dry", "--json"] if dry else ["-y"]
     cmd += ["--diff"] if diff else []
     pipe = subprocess.PIPE if capture or dry else None

@@ -4,21 +4,34 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pyinfra.api import Config, State
 from pyinfra.context import ctx_config, ctx_state
 
 from bulwark.errors import ConfigError
 from bulwark.hosts.bootstrap import TrustStore, require_proof
-from bulwark.hosts.keys import load_key
-from bulwark.hosts.safety import refuse_this_machine
+from bulwark.hosts.keys import hardened_sshd_refuses, load_key
+from bulwark.hosts.safety import vet
 from bulwark.hosts.ssh import Target
-from bulwark.hosts.sshcrypto import RSA_HOST_KEY_BITS
+from bulwark.settings.endpoints import (
+    HostName,
+    LoginUser,
+    Port,
+    SafePath,
+    check_host,
+    check_inventory_name,
+    check_limit,
+)
 from bulwark.settings.hosts import HardenSettings, harden_settings
+from bulwark.settings.load import first_error
+
+DEFAULT_KNOWN_HOSTS = Path("hosts/known_hosts")
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,8 @@ class InventoryHost:
     settings: HardenSettings
     # Hosts behind port forwarding (lab VMs, NAT): port on the host -> port we reach it on.
     forwarded: dict[int, int]
+    # Whether the inventory names the known_hosts file pyinfra checks host keys against.
+    pins_host_keys: bool = True
 
     @property
     def sshd_port(self) -> int:
@@ -51,18 +66,58 @@ class InventoryHost:
         return TrustStore(self.known_hosts.parent)
 
 
+class Connection(BaseModel):
+    """How pyinfra reaches one host, from its inventory data: validated before any use, since
+    every value reaches an SSH connection, a command line or a file path."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")  # the rest is pyinfra's business
+
+    ssh_hostname: HostName | None = None
+    ssh_port: Port = 22
+    ssh_user: LoginUser = "root"
+    ssh_key: SafePath | None = None
+    ssh_known_hosts_file: SafePath = DEFAULT_KNOWN_HOSTS
+    # Hosts behind NAT or port forwarding: port inside the host -> port the controller reaches.
+    bulwark_forwarded_ports: dict[Port, Port] = {}
+
+
 def from_data(name: str, data: dict[str, Any]) -> InventoryHost:
-    """Build an InventoryHost from pyinfra host data; settings errors name the field."""
-    key = data.get("ssh_key")
-    forwarded = data.get("bulwark_forwarded_ports") or {}
+    """Build an InventoryHost from pyinfra host data; an error names the host, field and fix."""
+    try:
+        name = check_inventory_name(name)
+        conn = Connection.model_validate({k: v for k, v in data.items() if v is not None})
+        host = conn.ssh_hostname or check_host(name)
+    except ValueError as exc:  # pydantic's ValidationError is one too
+        if isinstance(exc, ValidationError):
+            path, msg = first_error(exc)
+            raise ConfigError(f"{name}: {path}: {msg}") from None
+        raise ConfigError(f"{name}: {exc}") from None
     return InventoryHost(
         name=name,
-        target=Target(str(data.get("ssh_hostname") or name), int(data.get("ssh_port") or 22)),
-        user=str(data.get("ssh_user") or "root"),
-        key_file=Path(str(key)).expanduser() if key else None,
-        known_hosts=Path(str(data.get("ssh_known_hosts_file") or "hosts/known_hosts")),
+        target=Target(host, conn.ssh_port),
+        user=conn.ssh_user,
+        key_file=conn.ssh_key.expanduser() if conn.ssh_key else None,
+        known_hosts=conn.ssh_known_hosts_file,
         settings=harden_settings(data.get("bulwark"), where=f"{name}: bulwark"),
-        forwarded={int(k): int(v) for k, v in forwarded.items()},
+        forwarded=dict(conn.bulwark_forwarded_ports),
+        pins_host_keys="ssh_known_hosts_file" in data,
+    )
+
+
+def _load_error(path: Path, exc: BaseException) -> ConfigError:
+    """One line for an inventory that fails to load: the exception and the inventory's line."""
+    inner = getattr(exc, "exception", exc)  # pyinfra wraps the inventory's own exception
+    line = getattr(inner, "lineno", None) if isinstance(inner, SyntaxError) else None
+    tb = getattr(inner, "_traceback", None) or inner.__traceback__
+    for frame, lineno in traceback.walk_tb(tb):
+        if Path(frame.f_code.co_filename).resolve() == path.resolve():
+            line = lineno
+    where = f"{path}:{line}" if line else str(path)
+    detail = str(inner).splitlines()[0] if str(inner) else ""
+    kind = type(inner).__name__
+    return ConfigError(
+        f"{where}: inventory could not be loaded ({kind}{': ' + detail if detail else ''}): "
+        "fix the inventory file"
     )
 
 
@@ -88,31 +143,39 @@ def load(path: Path, limit: str | None = None) -> list[InventoryHost]:
         raise ConfigError(f"inventory {path} does not exist: pass a pyinfra inventory file")
     make_inventory = _pyinfra_inventory_loader()
 
+    patterns: tuple[str, ...] = ()
+    if limit is not None:
+        try:
+            patterns = check_limit(limit)
+        except ValueError as exc:
+            raise ConfigError(f"--limit: {exc}") from None
     try:
         # pyinfra's loader expects the config and state contexts its CLI sets up first.
         with ctx_config.use(Config()), ctx_state.use(State()):  # type: ignore[no-untyped-call]
             inventory = make_inventory(str(path))
-    except Exception as exc:
-        raise ConfigError(f"inventory {path} could not be loaded: {exc}") from None
+    except (Exception, SystemExit) as exc:
+        raise _load_error(path, exc) from None
     hosts = []
     for host in inventory:
-        if limit and not _matches(host.name, host.groups, limit):
+        if patterns and not _matches(host.name, host.groups, patterns):
             continue
         hosts.append(from_data(host.name, host.data.dict()))
-    if not hosts:
+    if not hosts and limit is not None:
         raise ConfigError(f"no host in {path} matches --limit {limit}: check the name or group")
+    if not hosts:
+        raise ConfigError(f"{path} has no hosts: declare them as a pyinfra inventory does")
     return hosts
 
 
-def _matches(name: str, groups: list[str], limit: str) -> bool:
-    return any(fnmatch.fnmatch(name, pattern) or pattern in groups for pattern in limit.split(","))
+def _matches(name: str, groups: list[str], patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) or pattern in groups for pattern in patterns)
 
 
 def preflight(hosts: list[InventoryHost]) -> None:
     """Everything that must hold before hardening touches any host (all hosts are checked first,
     so one bad host stops the run before the good ones change)."""
     for h in hosts:
-        refuse_this_machine(h.target)
+        vet(h.target)
         if h.user == "root":
             raise ConfigError(
                 f"{h.name}: ssh_user is root, but hardening turns root login off: "
@@ -128,12 +191,17 @@ def preflight(hosts: list[InventoryHost]) -> None:
         if not h.key_file.is_file():
             raise ConfigError(f"{h.name}: ssh_key {h.key_file} does not exist")
         key = load_key(h.key_file)
-        bits = key.pkey.get_bits()
-        if key.pkey.get_name() == "ssh-rsa" and bits < RSA_HOST_KEY_BITS:
+        if weakness := hardened_sshd_refuses(key):
+            raise ConfigError(f"{h.name}: ssh_key {h.key_file} {weakness}")
+        if not h.pins_host_keys:
             raise ConfigError(
-                f"{h.name}: ssh_key {h.key_file} is a {bits}-bit RSA key, and the hardened sshd "
-                f"refuses RSA keys under {RSA_HOST_KEY_BITS} bits (RequiredRSASize): use an "
-                "ed25519 key"
+                f"{h.name}: ssh_known_hosts_file is not set: set it to {DEFAULT_KNOWN_HOSTS} "
+                "(where bootstrap pinned the host key), or pyinfra trusts whatever key answers"
+            )
+        if not h.known_hosts.is_file():
+            raise ConfigError(
+                f"{h.name}: ssh_known_hosts_file {h.known_hosts} does not exist: run "
+                f"`bulwark bootstrap {h.target.host}` first (it pins the host key there)"
             )
         proof = require_proof(h.trust, h.target, h.user)
         if proof.key_fingerprint != key.fingerprint:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from bulwark.errors import ConfigError
+from bulwark.hosts.sshcrypto import RSA_HOST_KEY_BITS
 
 PRIVATE_MODE = 0o600
 
@@ -44,9 +46,36 @@ def public_key_blob(line: str) -> tuple[str, str]:
     raise ConfigError(f"not an OpenSSH public key line: {line[:40]!r}")
 
 
-def load_key(path: Path) -> KeyPair:
-    """Load a private key (ed25519, ECDSA or RSA; unencrypted) with one-line errors."""
+def check_private(path: Path) -> None:
+    """Refuse a private key others can read or write, as OpenSSH does ("UNPROTECTED PRIVATE KEY
+    FILE"): bulwark would otherwise go on with a key ssh itself refuses later."""
     try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"key file {path} does not exist: pass an existing private key") from None
+    if stat.S_ISREG(mode) and mode & 0o077:
+        raise ConfigError(
+            f"key file {path} is accessible by others (mode {stat.S_IMODE(mode):04o}): "
+            f"`chmod 600 {path}`, as OpenSSH requires"
+        )
+
+
+def hardened_sshd_refuses(key: KeyPair) -> str | None:
+    """Why the hardened sshd would refuse `key` as a login key (None: it accepts it)."""
+    bits = key.pkey.get_bits()
+    if key.pkey.get_name() == "ssh-rsa" and bits < RSA_HOST_KEY_BITS:
+        return (
+            f"is a {bits}-bit RSA key, and the hardened sshd refuses RSA keys under "
+            f"{RSA_HOST_KEY_BITS} bits (RequiredRSASize): use an ed25519 key"
+        )
+    return None
+
+
+def load_key(path: Path) -> KeyPair:
+    """Load a private key (ed25519, ECDSA or RSA; unencrypted, 0600 or stricter) with one-line
+    errors."""
+    try:
+        check_private(path)
         pkey = paramiko.PKey.from_path(path)
     except FileNotFoundError:
         raise ConfigError(f"key file {path} does not exist: pass an existing private key") from None

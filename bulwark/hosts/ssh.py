@@ -35,9 +35,14 @@ class Target:
 
     host: str
     port: int = 22
+    # The address the self-target guard vetted for `host` (bulwark.hosts.safety): connections
+    # go there, so a name that answers differently a moment later cannot redirect them.
+    address: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
-        return self.host if self.port == 22 else f"{self.host}:{self.port}"
+        if self.port == 22:
+            return self.host
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     @property
     def known_hosts_name(self) -> str:
@@ -214,9 +219,13 @@ def _connect_once(target: Target, login: Login, known_hosts: KnownHosts, timeout
     known_hosts.load_into(client)
     client.set_missing_host_key_policy(_PinOnFirstUse(known_hosts))
     try:
+        sock = None
+        if target.address is not None:
+            sock = socket.create_connection((target.address, target.port), timeout=timeout)
         client.connect(
             target.host,
             port=target.port,
+            sock=sock,
             username=login.user,
             pkey=login.key.pkey if login.key else None,
             password=login.password,

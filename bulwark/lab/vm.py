@@ -30,6 +30,7 @@ from bulwark.hosts.keys import ensure_key
 from bulwark.hosts.ssh import Login, Target
 from bulwark.lab import ntp
 from bulwark.lab.image import DEFAULT_DISTRO, Image, Recipe, ensure_image
+from bulwark.lab.ports import lab_dir
 
 Auth = Literal["key", "password"]
 Progress = Callable[[str], None]
@@ -60,8 +61,15 @@ class VMSpec:
         if self.auth not in ("key", "password"):
             raise LabError(f"lab auth {self.auth!r} is invalid: use 'key' or 'password'")
         for port in self.forwards:
-            if not 1 <= port <= 65535:
-                raise LabError(f"forwarded port {port} is invalid: use a guest port in 1-65535")
+            if not 1 <= port <= 65535 or port == 22:
+                raise LabError(
+                    f"forwarded port {port} is invalid: use a guest port in 1-65535 other than "
+                    "22 (SSH is always forwarded)"
+                )
+        if not 256 <= self.memory_mb <= 65536:
+            raise LabError(f"--memory {self.memory_mb} is invalid: use 256-65536 MiB")
+        if not 1 <= self.cpus <= 64:
+            raise LabError(f"--cpus {self.cpus} is invalid: use 1-64")
 
 
 @dataclass
@@ -137,10 +145,6 @@ class LabVM:
 
 
 NTP_PIDFILE = "ntp.pid"
-
-
-def lab_dir() -> Path:
-    return dirs.state_dir() / "lab"
 
 
 def running() -> list[LabVM]:

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pydantic import ValidationError
+
 from bulwark.errors import ConfigError
 from bulwark.policy.rules import RULES, NotApplicable, Resource, Rule
 from bulwark.policy.waivers import Waiver
+from bulwark.settings.load import first_error
 from bulwark.verify.results import SCHEMA as VERIFY_SCHEMA
 from bulwark.verify.results import Report as VerifyReport
 
@@ -418,6 +421,11 @@ def read_host_results(path: Path) -> VerifyReport:
     except FileNotFoundError:
         raise ConfigError(
             f"--hosts {path}: no such file: write it with `bulwark verify ... --json {path}`"
+        ) from None
+    except ValidationError as exc:
+        field, msg = first_error(exc)
+        raise ConfigError(
+            f"--hosts {path}: {field}: {msg}: pass the file `bulwark verify --json` wrote"
         ) from None
     except ValueError as exc:
         first = str(exc).splitlines()[0]

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from bulwark.errors import ConfigError
+from bulwark.settings.load import read_yaml
 
 WAIVERS_FILE = Path("policies/waivers.yaml")
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -64,10 +64,7 @@ def load_waivers(path: Path) -> list[Waiver]:
     naming the entry, the field and the fix."""
     if not path.exists():
         return []
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}): fix it") from None
+    doc = read_yaml(path) or {}
     try:
         return WaiverFile.model_validate(doc).waivers
     except ValidationError as exc:
@@ -105,7 +102,7 @@ def check_waivers(
         if waiver.rule not in known_rules:
             raise ConfigError(
                 f"{path}: waivers[{i}].rule: {waiver.rule!r} is not a bulwark rule: use an id "
-                "from `bulwark audit --rules` (README, Policy and audit)"
+                "from `bulwark audit --list-rules` (README, Policy and audit)"
             )
         if waiver.stack not in known_stacks:
             raise ConfigError(

@@ -16,11 +16,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bulwark.budget import Budget, Clients, Pooler, Postgres, Tier, parse_tier, size_pools
 from bulwark.errors import ConfigError
+from bulwark.settings.load import read_yaml
 
 POOLER_PORT = 6432  # Cloud SQL's managed pooler listens here; the PgBouncer VM uses the same.
 AREAS = ("network", "database", "pooler", "cache", "service", "ci")
@@ -565,7 +565,16 @@ def _one_line(exc: ValidationError, where: str) -> ConfigError:
     return ConfigError(f"{where}: {_config_key(loc)}: {msg}")
 
 
+STACK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
 def stack_file(stack: str, stacks_dir: Path = Path("stacks")) -> Path:
+    """The stack's file; the name is a Pulumi stack name, never a path."""
+    if not STACK_NAME_RE.match(stack) or ".." in stack:
+        raise ConfigError(
+            f"--stack {stack!r} is not a stack name: use letters, digits, '-', '_' or '.' "
+            "(dev, staging, prod)"
+        )
     return stacks_dir / f"Pulumi.{stack}.yaml"
 
 
@@ -576,13 +585,11 @@ def read_stack_config(path: Path) -> dict[str, object]:
     refused: this stack keeps no secrets in config.
     """
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = read_yaml(path) or {}
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such stack file: create it (see stacks/README.md) or pick another --stack"
         ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}): fix it") from None
     config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: no `config:` map: add one (see stacks/README.md)")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bulwark.errors import ConfigError
+from bulwark.settings.load import one_line
 from bulwark.settings.net import ufw_source
 from bulwark.settings.pooler import PgbouncerSettings
 
@@ -126,15 +126,7 @@ def deploy_user(name: str = "deploy", key_file: Path | None = None) -> DeployUse
     try:
         return DeployUser.model_validate(fields)
     except ValidationError as exc:
-        raise _one_line(exc, "deploy_user") from None
-
-
-def _one_line(exc: ValidationError, where: str) -> ConfigError:
-    """The first validation error as `where.field.path: message` (the fix is in the message)."""
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"])
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    return ConfigError(f"{where}.{field}: {msg}")
+        raise one_line(exc, "deploy_user") from None
 
 
 # ----------------------------------------------------------------------------- hardening
@@ -319,4 +311,4 @@ def harden_settings(data: object, where: str = "bulwark") -> HardenSettings:
     try:
         return HardenSettings.model_validate(data or {})
     except ValidationError as exc:
-        raise _one_line(exc, where) from None
+        raise one_line(exc, where) from None

@@ -33,6 +33,8 @@ class Endpoint:
     known_hosts: Path | None
     forwarded: dict[int, int] = field(default_factory=dict)
     probe_keys: tuple[Path, ...] = ()
+    # The name the host key is pinned under when it is not host:port (ssh_config HostKeyAlias).
+    host_key_alias: str | None = None
 
     def reach(self, port: int) -> int:
         """The port the controller connects to for `port` on the host."""
@@ -40,6 +42,8 @@ class Endpoint:
 
     @property
     def known_hosts_name(self) -> str:
+        if self.host_key_alias:
+            return self.host_key_alias
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
 
@@ -75,6 +79,7 @@ def resolve_endpoint(
         known_hosts=Path(known[0]).expanduser() if known else None,
         forwarded=dict(forwarded or {}),
         probe_keys=tuple(probe_keys or ()),
+        host_key_alias=conf.get("hostkeyalias"),
     )
 
 

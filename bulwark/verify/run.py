@@ -4,15 +4,21 @@ ssh backend, one multiplexed connection per host), and collect the results."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bulwark.errors import BulwarkError, ConfigError
 from bulwark.hosts import inventory
+from bulwark.hosts.keys import load_key
+from bulwark.hosts.safety import vet
+from bulwark.hosts.ssh import Target
+from bulwark.settings.endpoints import split_target
 from bulwark.settings.hosts import harden_settings
 from bulwark.verify.controls import Control
 from bulwark.verify.results import ControlResult, HostResult, Report
@@ -27,7 +33,7 @@ TRUST = Control(
 
 @dataclass(frozen=True)
 class VerifyTarget:
-    alias: str
+    alias: str  # the name reports show: the inventory's host name, or the spec's host
     hostname: str
     port: int
     user: str
@@ -35,12 +41,20 @@ class VerifyTarget:
     known_hosts: Path
     settings: dict[str, object] = field(default_factory=dict)
     forwarded: dict[int, int] = field(default_factory=dict)
+    # The address the self-target guard vetted (None: not vetted yet; run_verify does it).
+    address: str | None = None
+
+    @property
+    def target(self) -> Target:
+        return Target(self.hostname, self.port, address=self.address)
 
 
 def from_inventory(path: Path, limit: str | None = None) -> list[VerifyTarget]:
     """Targets from a pyinfra inventory: its SSH details, pinned keys and declared settings."""
     targets = []
     for h in inventory.load(path, limit):
+        if h.key_file is not None:
+            load_key(h.key_file)  # exists, 0600, a key: before any connection
         targets.append(
             VerifyTarget(
                 alias=h.name,
@@ -57,19 +71,18 @@ def from_inventory(path: Path, limit: str | None = None) -> list[VerifyTarget]:
 
 
 def from_spec(spec: str, *, key: Path | None, known_hosts: Path) -> VerifyTarget:
-    """A target from `user@host[:port]`, checked against the default settings."""
-    user, sep, rest = spec.rpartition("@")
-    if not sep or not user or not rest:
-        raise ConfigError(f"host {spec!r}: write it as user@host[:port], or pass an inventory")
-    hostname, _, port = rest.partition(":")
-    if port and not port.isdigit():
-        raise ConfigError(f"host {spec!r}: port {port!r} is not a number")
-    if key is not None and not key.is_file():
-        raise ConfigError(f"--key {key} does not exist")
+    """A target from `user@host[:port]` (IPv6 as `user@[2001:db8::1]:22`), checked against the
+    default settings."""
+    try:
+        user, hostname, port = split_target(spec)
+    except ValueError as exc:
+        raise ConfigError(f"target {spec!r}: {exc} (or pass an inventory)") from None
+    if key is not None:
+        load_key(key)  # exists, 0600, a key: before any connection
     return VerifyTarget(
         alias=hostname,
         hostname=hostname,
-        port=int(port or 22),
+        port=port or 22,
         user=user,
         key=key,
         known_hosts=known_hosts,
@@ -77,48 +90,135 @@ def from_spec(spec: str, *, key: Path | None, known_hosts: Path) -> VerifyTarget
     )
 
 
-def ssh_config(targets: list[VerifyTarget], control_dir: Path) -> str:
-    """One Host block per target: strict host key checking against the pinned known_hosts, keys
-    only, and a control master so the whole suite shares one connection."""
-    blocks = []
+def check_selection(select: str) -> None:
+    """`-k`: a pytest expression over control names (pytest's own parser judges it)."""
+    from _pytest.mark.expression import Expression  # noqa: PLC0415 - pytest only for verify
+
+    try:
+        Expression.compile(select)
+    except SyntaxError as exc:
+        raise ConfigError(
+            f"-k {select!r} is not a selection ({exc.msg}): use control names with and, or, "
+            "not and parentheses, e.g. -k 'ssh and not banner'"
+        ) from None
+
+
+def check_known_hosts(targets: list[VerifyTarget]) -> None:
+    """Every target's pinned host keys exist: verify trusts nothing else."""
     for t in targets:
+        if not t.known_hosts.is_file():
+            raise ConfigError(
+                f"{t.alias}: known_hosts {t.known_hosts} does not exist: pass the file "
+                f"`bulwark bootstrap` pinned the host key in (--known-hosts, or the inventory's "
+                "ssh_known_hosts_file)"
+            )
+
+
+def _safe_dir(work: Path) -> Path:
+    """The working folder goes into ssh_config as it is: refuse anything OpenSSH would split
+    or expand (TMPDIR is the user's to set)."""
+    if not re.fullmatch(r"[A-Za-z0-9_./-]+", str(work)):
+        raise ConfigError(
+            f"TMPDIR {work.parent}: OpenSSH cannot carry this path in a config file: set "
+            "TMPDIR to a folder named with letters, digits, '.', '_', '-' and '/' only"
+        )
+    return work
+
+
+def ssh_config(targets: dict[str, VerifyTarget], work: Path) -> str:
+    """One Host block per target (keyed by bulwark's own alias for it): strict host key checking
+    against the pinned known_hosts, keys only, and a control master so the whole suite shares one
+    connection.
+
+    Only values bulwark made or validated reach the file: its own aliases, validated host names,
+    addresses, users and ports, and links in its own folder to the key and known_hosts files
+    (so no user-given path is ever parsed by OpenSSH). The connection goes to the vetted address;
+    HostKeyAlias keeps the pinned key looked up under the name bootstrap pinned it as."""
+    blocks = []
+    for alias, t in targets.items():
+        known = _link(work / f"{alias}.known_hosts", t.known_hosts)
         lines = [
-            f"Host {t.alias}",
-            f"  HostName {t.hostname}",
+            f"Host {alias}",
+            f"  HostName {t.address or t.hostname}",
+            f"  HostKeyAlias {t.target.known_hosts_name}",
             f"  Port {t.port}",
             f"  User {t.user}",
-            f"  UserKnownHostsFile {t.known_hosts.resolve()}",
+            f"  UserKnownHostsFile {known}",
             "  GlobalKnownHostsFile /dev/null",
             "  StrictHostKeyChecking yes",
             "  BatchMode yes",
             "  PasswordAuthentication no",
             "  KbdInteractiveAuthentication no",
             "  ControlMaster auto",
-            f"  ControlPath {control_dir}/%C",
+            f"  ControlPath {work}/%C",
             "  ControlPersist 300",
             "  ConnectTimeout 20",
         ]
         if t.key is not None:
-            lines += [f"  IdentityFile {t.key.resolve()}", "  IdentitiesOnly yes"]
+            key = _link(work / f"{alias}.key", t.key)
+            lines += [f"  IdentityFile {key}", "  IdentitiesOnly yes"]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
 
-def check_trust(target: VerifyTarget, config: Path) -> ControlResult:
-    """Open the host's control connection; OpenSSH refuses it on an unknown or changed key."""
-    done = subprocess.run(
-        ["ssh", "-F", str(config), target.alias, "true"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    status = "pass" if done.returncode == 0 else "fail"
-    evidence = None
-    if done.returncode != 0:
+def _link(link: Path, to: Path) -> Path:
+    if not link.is_symlink():
+        link.symlink_to(to.resolve())
+    return link
+
+
+# How OpenSSH says why `ssh host true` failed (OpenSSH 8.x-10.x client messages).
+HOST_KEY_REFUSED = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED")
+AUTH_REFUSED = "Permission denied"
+# A connection that was dropped or reset may be UFW's rate limit (6 new connections in 30 s per
+# source) or sshd's MaxStartups: worth one try after a pause, then one after the window.
+TRANSIENT = ("Connection refused", "Connection reset", "Connection closed", "closed by remote")
+TRUST_RETRY_PAUSES = (5.0, 31.0)
+
+
+def check_trust(target: VerifyTarget, alias: str, config: Path) -> ControlResult:
+    """Open the host's control connection; OpenSSH refuses it on an unknown or changed key.
+
+    Only a key problem fails the control. A host that cannot be reached, or refuses the login,
+    proves nothing about its key: that is an error (with a hint), never a failed control."""
+    for pause in (*TRUST_RETRY_PAUSES, None):
+        done = subprocess.run(
+            ["ssh", "-F", str(config), alias, "true"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         lines = [line for line in done.stderr.splitlines() if line.strip() and "@@@" not in line]
-        evidence = " ".join(lines[:3]) or f"ssh exited {done.returncode}"
+        said = " ".join(lines[:3]) or f"ssh exited {done.returncode}"
+        if done.returncode == 0 or any(m in done.stderr for m in HOST_KEY_REFUSED):
+            break
+        if pause is None or not any(m in done.stderr for m in TRANSIENT):
+            return _trust_result("error", reason=_unreachable(target, said))
+        time.sleep(pause)
+    if done.returncode == 0:
+        return _trust_result("pass")
+    return _trust_result("fail", evidence=said)
+
+
+def _unreachable(t: VerifyTarget, said: str) -> str:
+    if AUTH_REFUSED in said:
+        return (
+            f"{t.user}@{t.target} refused the login ({said}): check the user and key "
+            "(--key, or the inventory's ssh_user and ssh_key)"
+        )
+    return (
+        f"cannot reach {t.target} over SSH ({said}): check the address and port and that sshd "
+        "runs; if this machine was banned by fail2ban, from another address run "
+        f"`sudo fail2ban-client status sshd` on the host (`sudo fail2ban-client set sshd "
+        "unbanip <address>` lifts it)"
+    )
+
+
+def _trust_result(
+    status: str, *, evidence: str | None = None, reason: str | None = None
+) -> ControlResult:
     return ControlResult(
         id=TRUST.id,
         title=TRUST.title,
@@ -127,6 +227,7 @@ def check_trust(target: VerifyTarget, config: Path) -> ControlResult:
         rationale=TRUST.rationale,
         references=TRUST.references,
         evidence=evidence,
+        reason=reason,
     )
 
 
@@ -139,33 +240,39 @@ def run_verify(
     probe_keys: list[Path] | None = None,
     select: str | None = None,
 ) -> Report:
-    """Verify every target; the Report has one HostResult per target, trust control first."""
+    """Verify every target; the Report has one HostResult per target, trust control first.
+
+    Hosts that could not be reached (or refused the login) carry the trust control as an error
+    with the reason; the others are verified all the same."""
     if shutil.which("ssh") is None:
         raise ConfigError(
             "bulwark verify connects with the OpenSSH client, which is not installed: "
             "`sudo apt-get install openssh-client`"
         )
     for key in probe_keys or []:
-        if not key.is_file():
-            raise ConfigError(f"--probe-key {key} does not exist")
+        load_key(key)
+    if select is not None:
+        check_selection(select)
+    check_known_hosts(targets)
+    vetted = {f"h{i}": replace(t, address=vet(t.target).address) for i, t in enumerate(targets)}
     with tempfile.TemporaryDirectory(prefix="bulwark-verify-") as tmp:
-        work = Path(tmp)
+        work = _safe_dir(Path(tmp))
         config = work / "ssh_config"
-        config.write_text(ssh_config(targets, work))
-        trusted, report = [], Report()
-        for t in targets:
-            result = check_trust(t, config)
+        config.write_text(ssh_config(vetted, work))
+        trusted, report = {}, Report()
+        for alias, t in vetted.items():
+            result = check_trust(t, alias, config)
             report.hosts.append(HostResult(host=t.alias, controls=[result]))
             if result.status == "pass":
-                trusted.append(t)
+                trusted[alias] = t
         try:
             if trusted:
                 suite = _run_suite(trusted, work, config, ban_probe, probe_keys, select)
                 _merge(report, suite, trusted, select)
         finally:
-            for t in targets:
+            for alias in vetted:
                 subprocess.run(
-                    ["ssh", "-F", str(config), "-O", "exit", t.alias],
+                    ["ssh", "-F", str(config), "-O", "exit", alias],
                     capture_output=True,
                     check=False,
                     timeout=30,
@@ -177,19 +284,22 @@ def run_verify(
     return report
 
 
-def _merge(report: Report, suite: Report, trusted: list[VerifyTarget], select: str | None) -> None:
-    """Add the suite's results to each host's trust result; a trusted host with no control
-    result was not verified at all, and that must not read as a pass."""
+def _merge(
+    report: Report, suite: Report, trusted: dict[str, VerifyTarget], select: str | None
+) -> None:
+    """Add the suite's results (keyed by bulwark's aliases) to each host's trust result; a
+    trusted host with no control result was not verified at all, and that must not read as a
+    pass."""
     for host in suite.hosts:
-        report.host(host.host).controls.extend(host.controls)
-    for t in trusted:
+        report.host(trusted[host.host].alias).controls.extend(host.controls)
+    for t in trusted.values():
         if len(report.host(t.alias).controls) == 1:  # the trust check alone
             selected = f" (-k {select!r} selects none)" if select else ""
             raise BulwarkError(f"{t.alias}: no control ran{selected}: nothing was verified")
 
 
 def _run_suite(
-    targets: list[VerifyTarget],
+    targets: dict[str, VerifyTarget],
     work: Path,
     config: Path,
     ban_probe: bool,
@@ -197,12 +307,12 @@ def _run_suite(
     select: str | None,
 ) -> Report:
     meta = {
-        t.alias: {
+        alias: {
             "settings": t.settings,
             "forwarded": {str(k): v for k, v in t.forwarded.items()},
             "probe_keys": [str(p) for p in probe_keys or []],
         }
-        for t in targets
+        for alias, t in targets.items()
     }
     (work / "hosts.json").write_text(json.dumps(meta))
     (work / "pytest.ini").write_text("[pytest]\n")  # none of the caller's pytest config
@@ -223,7 +333,7 @@ def _run_suite(
         "--no-header",
         "--tb=no",
         "--hosts",
-        ",".join(f"ssh://{t.alias}" for t in targets),
+        ",".join(f"ssh://{alias}" for alias in targets),
         "--ssh-config",
         str(config),
         "--sudo",
@@ -233,7 +343,7 @@ def _run_suite(
         str(results),
     ]
     cmd += ["--bulwark-ban-probe"] if ban_probe else []
-    cmd += ["-k", select] if select else []
+    cmd += [f"-k{select}"] if select else []  # attached: an expression may start with '-'
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=work)
     # pytest: 0 all passed, 1 some failed; anything else (interrupted, internal or usage error,
     # nothing collected) means the suite itself did not run as it should.

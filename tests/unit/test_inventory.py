@@ -55,11 +55,20 @@ def test_preflight_refuses_before_contact(tmp_path: Path) -> None:
         f"{{{base}, {trust}, 'ssh_user': 'deploy', {only_ops}}}": (
             "excludes deploy, the user this run connects as"
         ),
-        f"{{{base}, {trust}, 'ssh_user': 'deploy'}}": "no proof that deploy@203.0.113.7",
+        f"{{{base}, {trust}, 'ssh_user': 'deploy'}}": (
+            r"ssh_known_hosts_file .*known_hosts does not exist: run `bulwark bootstrap "
+            r"203\.0\.113\.7` first"
+        ),
+        f"{{{base}, 'ssh_user': 'deploy'}}": (
+            "ssh_known_hosts_file is not set: set it to hosts/known_hosts"
+        ),
     }
     for i, (data, message) in enumerate(cases.items()):
         with pytest.raises(ConfigError, match=message):
             preflight(load(write(tmp_path, data, f"case{i}")))
+    (tmp_path / "known_hosts").write_text("")
+    with pytest.raises(ConfigError, match=r"no proof that deploy@203\.0\.113\.7"):
+        preflight(load(write(tmp_path, f"{{{base}, {trust}, 'ssh_user': 'deploy'}}", "unproven")))
     TrustStore(tmp_path).record(
         AccessProof("203.0.113.7", 22, "deploy", key.fingerprint, "SHA256:x", 0.0)
     )
@@ -74,8 +83,10 @@ def test_preflight_refuses_a_key_the_hardened_sshd_or_the_proof_would_not_accept
     TrustStore(tmp_path).record(
         AccessProof("203.0.113.7", 22, "deploy", proved.fingerprint, "SHA256:x", 0.0)
     )
+    (tmp_path / "known_hosts").write_text("")
     rsa = tmp_path / "rsa2048"
     paramiko.RSAKey.generate(2048).write_private_key_file(str(rsa))
+    rsa.chmod(0o600)
     trust = f"'ssh_known_hosts_file': '{tmp_path / 'known_hosts'}', 'ssh_user': 'deploy'"
     base = f"'ssh_hostname': '203.0.113.7', {trust}"
     with pytest.raises(ConfigError, match="is not the key bootstrap proved for deploy"):

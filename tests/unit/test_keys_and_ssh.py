@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from bulwark.errors import ConfigError, ConnectError
 from bulwark.hosts.keys import ensure_key, load_key, public_key_blob
-from bulwark.hosts.safety import refuse_this_machine
 from bulwark.hosts.ssh import KnownHosts, Login, Target, connect
 
 
@@ -42,6 +41,7 @@ def test_load_key_errors_name_the_file(tmp_path: Path, content: bytes | None, me
     path = tmp_path / "k"
     if content is not None:
         path.write_bytes(content)
+        path.chmod(0o600)
     with pytest.raises(ConfigError, match=message) as caught:
         load_key(path)
     assert str(path) in str(caught.value)
@@ -58,8 +58,21 @@ def test_load_key_refuses_a_directory_and_an_encrypted_key(tmp_path: Path) -> No
             serialization.BestAvailableEncryption(b"secret"),
         )
     )
+    encrypted.chmod(0o600)
     with pytest.raises(ConfigError, match="is encrypted"):
         load_key(encrypted)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o606])
+def test_a_private_key_others_can_read_or_write_is_refused_as_openssh_does(
+    tmp_path: Path, mode: int
+) -> None:
+    key, _ = ensure_key(tmp_path / "op")
+    key.path.chmod(mode)
+    with pytest.raises(ConfigError, match=rf"accessible by others \(mode {mode:04o}\).*chmod 600"):
+        load_key(key.path)
+    key.path.chmod(0o400)  # stricter than 0600 is fine, as for OpenSSH
+    assert load_key(key.path).fingerprint == key.fingerprint
 
 
 def test_public_key_blob_ignores_options_and_comments() -> None:
@@ -145,15 +158,3 @@ def test_a_reset_handshake_is_retried_quietly_and_reported_once(
     assert len(accepted) == 2
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "Traceback" not in capfd.readouterr().err
-
-
-def test_this_machine_is_never_a_target() -> None:
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        port = server.getsockname()[1]
-        with pytest.raises(ConfigError, match="is this machine, not a lab VM"):
-            refuse_this_machine(Target("127.0.0.1", port))
-    with pytest.raises(ConfigError, match="@local is this machine"):
-        refuse_this_machine(Target("@local"))
-    refuse_this_machine(Target("203.0.113.9"))  # not loopback: allowed (nothing is contacted)

@@ -57,7 +57,7 @@ def test_recipe_digest_changes_with_the_recipe() -> None:
     ("args", "message"),
     [
         (["bootstrap", "h", "--deploy-user", "Root", "--password-env", "HOME"], "deploy_user.name"),
-        (["bootstrap", "h", "--port", "0", "--password-env", "HOME"], "--port 0 is invalid"),
+        (["bootstrap", "h", "--port", "0", "--password-env", "HOME"], "--port: 0 is not a port"),
         (["bootstrap", "h"], "no first-contact credential"),
         (["bootstrap", "h", "--password-env", "BULWARK_UNSET_VAR"], "that variable is not set"),
         (
@@ -76,23 +76,29 @@ def test_bad_input_is_one_line_exit_2(args: list[str], message: str, tmp_path: P
     assert not (tmp_path / "lab").exists()
 
 
-def test_bootstrap_to_unreachable_host_fails_clearly(
+def test_bootstrap_to_this_machine_is_refused_before_anything_happens(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
+        s.listen(1)
         port = s.getsockname()[1]
-    monkeypatch.setenv("FIRST_PW", "irrelevant")
-    result = runner.invoke(
-        app,
-        [
-            "bootstrap", "127.0.0.1", "--port", str(port), "--password-env", "FIRST_PW",
-            "--deploy-key", str(tmp_path / "op"), "--trust-dir", str(tmp_path / "trust"),
-        ],
-    )  # fmt: skip
+        monkeypatch.setenv("FIRST_PW", "irrelevant")
+        result = runner.invoke(
+            app,
+            [
+                "bootstrap", "127.0.0.1", "--port", str(port), "--password-env", "FIRST_PW",
+                "--deploy-key", str(tmp_path / "op"), "--trust-dir", str(tmp_path / "trust"),
+            ],
+        )  # fmt: skip
+        s.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            s.accept()  # nothing connected
     assert result.exit_code == 2
-    assert f"cannot reach 127.0.0.1:{port}: connection refused" in result.output
+    assert f"127.0.0.1:{port} resolves to 127.0.0.1, this machine, not a lab VM" in result.output
     assert "irrelevant" not in result.output
+    assert not (tmp_path / "op").exists(), "the operator key was created for a refused host"
+    assert not (tmp_path / "trust").exists()
 
 
 def test_readme_settings_table_is_generated_from_the_declarations() -> None:

@@ -262,28 +262,53 @@ def test_a_trusted_host_with_no_control_result_is_an_error() -> None:
     target = run.VerifyTarget("web1", "203.0.113.7", 22, "deploy", None, Path("kh"))
     report = Report(hosts=[HostResult(host="web1", controls=[_result("pass")])])
     with pytest.raises(BulwarkError, match=r"web1: no control ran .-k 'typo' selects none."):
-        run._merge(report, Report(), [target], "typo")
+        run._merge(report, Report(), {"h0": target}, "typo")
 
 
-def test_ssh_config_pins_keys_and_multiplexes(tmp_path: Path) -> None:
+def test_ssh_config_pins_keys_and_multiplexes_as_openssh_reads_it(tmp_path: Path) -> None:
+    (tmp_path / "id").write_text("")
+    (tmp_path / "known_hosts").write_text("")
     target = run.VerifyTarget(
         alias="web1",
-        hostname="203.0.113.9",
+        hostname="host.example",
         port=2222,
         user="deploy",
         key=tmp_path / "id",
         known_hosts=tmp_path / "known_hosts",
+        address="203.0.113.9",
     )
-    config = run.ssh_config([target], tmp_path)
-    assert "StrictHostKeyChecking yes" in config
-    assert f"UserKnownHostsFile {tmp_path / 'known_hosts'}" in config
-    assert "ControlMaster auto" in config
-    assert "PasswordAuthentication no" in config
+    config = tmp_path / "ssh_config"
+    config.write_text(run.ssh_config({"h0": target}, tmp_path))
+    seen = openssh_reads(config, "h0")
+    assert seen["hostname"] == "203.0.113.9"  # the vetted address, not the name again
+    assert seen["hostkeyalias"] == "[host.example]:2222"  # where bootstrap pinned the key
+    assert (seen["port"], seen["user"]) == ("2222", "deploy")
+    assert seen["stricthostkeychecking"] == "true"
+    assert seen["batchmode"] == "yes"
+    assert seen["passwordauthentication"] == "no"
+    assert seen["controlmaster"] == "auto"
+    assert seen["identitiesonly"] == "yes"
+    # Only links in bulwark's own folder reach the file: no user path is parsed by OpenSSH.
+    assert Path(seen["identityfile"]).resolve() == (tmp_path / "id").resolve()
+    assert Path(seen["identityfile"]).parent == tmp_path
+    assert Path(seen["userknownhostsfile"]).resolve() == (tmp_path / "known_hosts").resolve()
+
+
+def openssh_reads(config: Path, alias: str) -> dict[str, str]:
+    """What OpenSSH makes of `alias` in `config` (`ssh -G`): the first value of each keyword."""
+    done = subprocess.run(
+        ["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True, check=True
+    )
+    seen: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        seen.setdefault(key, value)
+    return seen
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("example.org", "user@host"), ("root@h:twenty", "not a number"), ("@h", "user@host")],
+    [("example.org", "user@host"), ("root@h:twenty", "not a port"), ("@h", "user@host")],
 )
 def test_bad_target_names_the_fix(spec: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -1,0 +1,74 @@
+"""Reading files users write (YAML, JSON) and turning validation errors into one line that names
+the file position or field path and the fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from bulwark.errors import ConfigError
+
+# pydantic's wording, made to say what to do.
+REWRITES = (
+    ("Input should be ", "use "),
+    ("Extra inputs are not permitted", "unknown setting: remove it or fix its spelling"),
+    ("Field required", "missing: set it"),
+    ("String should match pattern", "must match"),
+)
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's location as the user writes it: `hosts[0].controls[2].status`."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def first_error(exc: ValidationError) -> tuple[str, str]:
+    """The first error's field path and its message, in words that say the fix."""
+    err = exc.errors()[0]
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    for before, after in REWRITES:
+        msg = msg.replace(before, after)
+    return field_path(tuple(err["loc"])), msg
+
+
+def one_line(exc: ValidationError, where: str) -> ConfigError:
+    """`where.field.path: message` for the first error (the fix is in the message)."""
+    path, msg = first_error(exc)
+    return ConfigError(f"{where}.{path}: {msg}" if path else f"{where}: {msg}")
+
+
+def read_yaml(path: Path) -> object:
+    """A YAML document; a syntax error is `file:line:column: problem: fix it`."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = exc.problem or exc.context or "not valid YAML"
+        raise ConfigError(f"{where}: {problem}: fix the YAML there") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}): fix it") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text: save it as UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory: pass a file") from None
+
+
+def read_json(path: Path) -> object:
+    """A JSON document; a syntax error is `file:line:column: problem: fix it`."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}:{exc.lineno}:{exc.colno}: {exc.msg}: fix the JSON there"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text: save it as UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory: pass a file") from None
