@@ -50,6 +50,10 @@ def run_harden(
     # Host keys are always checked against the pinned ones (preflight made sure they exist).
     cmd = [sys.executable, "-m", "pyinfra", str(inventory.resolve()), HARDEN_DEPLOY]
     cmd += ["--data", "ssh_strict_host_key_checking=yes"]
+    # A connection UFW's rate limit refused (right after a verify, say) is tried again once
+    # the limit's 30 s window has passed; sooner tries only keep the limit on.
+    cmd += ["--data", "ssh_connect_retries=2", "--data", "ssh_connect_retry_min_delay=31"]
+    cmd += ["--data", "ssh_connect_retry_max_delay=35"]
     cmd += [f"--limit={limit}"] if limit else []
     cmd += ["--dry", "--json"] if dry else ["-y"]
     cmd += ["--diff"] if diff else []

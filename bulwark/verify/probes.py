@@ -83,16 +83,21 @@ def resolve_endpoint(
     )
 
 
-def _transport(ep: Endpoint, timeout: float = 15, retries: int = 3) -> paramiko.Transport:
-    """A connected, host-key-checked transport. UFW's SSH rate limit (6 new connections per
-    30 s per source) drops a burst's last connections: those are retried after a pause."""
+# UFW's SSH rate limit refuses a source's 6th new connection within 30 s, and counts the
+# refused tries too: a retry must wait out the whole window, or it only keeps the limit on.
+RATE_LIMIT_PAUSE = 31.0
+
+
+def _transport(ep: Endpoint, timeout: float = 15, retries: int = 1) -> paramiko.Transport:
+    """A connected, host-key-checked transport; a connection the rate limit refused (a verify
+    right after another one) is tried again once the limit's window has passed."""
     for attempt in range(retries + 1):
         try:
             return _connect(ep, timeout)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             if isinstance(exc, paramiko.BadHostKeyException) or attempt == retries:
                 raise
-            time.sleep(11)
+            time.sleep(RATE_LIMIT_PAUSE)
     raise AssertionError("unreachable")
 
 

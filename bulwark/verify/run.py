@@ -21,6 +21,7 @@ from bulwark.hosts.ssh import Target
 from bulwark.settings.endpoints import split_target
 from bulwark.settings.hosts import harden_settings
 from bulwark.verify.controls import Control
+from bulwark.verify.probes import RATE_LIMIT_PAUSE
 from bulwark.verify.results import ControlResult, HostResult, Report
 
 TRUST = Control(
@@ -170,10 +171,11 @@ def _link(link: Path, to: Path) -> Path:
 # How OpenSSH says why `ssh host true` failed (OpenSSH 8.x-10.x client messages).
 HOST_KEY_REFUSED = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED")
 AUTH_REFUSED = "Permission denied"
-# A connection that was dropped or reset may be UFW's rate limit (6 new connections in 30 s per
-# source) or sshd's MaxStartups: worth one try after a pause, then one after the window.
-TRANSIENT = ("Connection refused", "Connection reset", "Connection closed", "closed by remote")
-TRUST_RETRY_PAUSES = (5.0, 31.0)
+# A connection refused, reset, closed or left without a banner may be UFW's rate limit (a
+# source's 6th new connection within 30 s, refused tries counted) or sshd's MaxStartups: worth
+# one more try once the limit's window has passed (RATE_LIMIT_PAUSE), and no sooner.
+TRANSIENT = ("refused", "reset", "closed", "timed out")
+TRUST_RETRY_PAUSES = (RATE_LIMIT_PAUSE,)
 
 
 def check_trust(target: VerifyTarget, alias: str, config: Path) -> ControlResult:
