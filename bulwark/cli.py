@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -70,8 +69,8 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
         except BulwarkError as exc:
             error_line(str(exc))
             raise typer.Exit(int(exc.exit_code)) from None
-        except (KeyboardInterrupt, click.exceptions.Abort):
-            # click turns Ctrl-C at a prompt into Abort.
+        except (KeyboardInterrupt, typer.Abort):
+            # typer turns Ctrl-C at a prompt into Abort.
             interrupted_line()
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
@@ -298,6 +297,8 @@ def bootstrap(
     for option, path in (("--key", key), ("--deploy-key", deploy_key), ("--trust-dir", trust_dir)):
         if path is not None:
             checked(option, check_path, path)
+    if trust_dir.exists() and not trust_dir.is_dir():
+        raise ConfigError(f"--trust-dir {trust_dir} is a file: pass a folder (default: hosts)")
     deploy = make_deploy_user(deploy_user, deploy_key)
     if key is None and password_env is None and not ask_password:
         raise ConfigError(
@@ -536,9 +537,6 @@ def pooler_check(
     from bulwark.pooler.report import as_verify_report  # noqa: PLC0415
 
     writable(results, "--results")
-    checked("--clients", lambda v: _positive(v, 1000), clients)
-    checked("--rounds", lambda v: _positive(v, 100_000), rounds)
-    checked("--prepared-max", lambda v: _positive(v, 100_000, low=0), prepared_max)
     driver = pooler.Driver(pooler.parse_threshold(prepare_threshold), prepared_max)
     result = pooler.check(dsn, driver=driver, clients=clients, rounds=rounds)
     if results is not None:
@@ -567,12 +565,6 @@ def pooler_check(
         out.print(result.verdict(), highlight=False)
     if not result.safe:
         raise typer.Exit(int(ExitCode.FAILED_CHECKS))
-
-
-def _positive(value: object, high: int, low: int = 1) -> int:
-    if not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{value} is out of range: use {low}-{high}")
-    return value
 
 
 @app.command()
@@ -615,6 +607,7 @@ def verify(
         targets = verify_run.from_inventory(path, limit)
     else:
         targets = [verify_run.from_spec(target, key=key, known_hosts=known_hosts)]
+    verify_run.preflight(targets, probe_keys=probe_key, select=select)
     with progress() as say:
         say(f"verifying {', '.join(t.alias for t in targets)}")
         report = verify_run.run_verify(
@@ -728,13 +721,17 @@ def run(args: list[str] | None = None) -> int:
     point is `interrupted` and 130; never a traceback."""
     try:
         code = app(args=args, prog_name="bulwark", standalone_mode=False)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         interrupted_line()
         return int(ExitCode.INTERRUPTED)
-    except click.ClickException as exc:
+    except typer.TyperException as exc:  # usage errors, raised by typer's own click
         ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return int(ExitCode.ERROR)  # `bulwark` alone: typer has shown the help already
         hint = f": see `{ctx.command_path} --help`" if ctx is not None else ""
-        error_line(exc.format_message().rstrip(".") + hint)
+        formatter = getattr(exc, "format_message", None)
+        message = str(formatter() if formatter is not None else exc)
+        error_line(message.rstrip(".") + hint)
         return int(ExitCode.ERROR)
     except BrokenPipeError:
         # The reader went away (`bulwark ... | head`): nothing more to say to it.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bulwark.errors import BulwarkError
 from bulwark.hosts import inventory as host_inventory
+from bulwark.settings.endpoints import check_limit
 
 HARDEN_DEPLOY = "bulwark.hosts.deploys.harden.harden"
 
@@ -54,7 +55,7 @@ def run_harden(
     # the limit's 30 s window has passed; sooner tries only keep the limit on.
     cmd += ["--data", "ssh_connect_retries=2", "--data", "ssh_connect_retry_min_delay=31"]
     cmd += ["--data", "ssh_connect_retry_max_delay=35"]
-    cmd += [f"--limit={limit}"] if limit else []
+    cmd += [f"--limit={pattern}" for pattern in check_limit(limit)] if limit else []
     cmd += ["--dry", "--json"] if dry else ["-y"]
     cmd += ["--diff"] if diff else []
     pipe = subprocess.PIPE if capture or dry else None

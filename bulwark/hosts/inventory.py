@@ -85,6 +85,9 @@ def from_data(name: str, data: dict[str, Any]) -> InventoryHost:
     """Build an InventoryHost from pyinfra host data; an error names the host, field and fix."""
     try:
         name = check_inventory_name(name)
+    except ValueError as exc:
+        raise ConfigError(f"inventory: {exc}") from None
+    try:
         conn = Connection.model_validate({k: v for k, v in data.items() if v is not None})
         host = conn.ssh_hostname or check_host(name)
     except ValueError as exc:  # pydantic's ValidationError is one too

@@ -54,7 +54,7 @@ class VMSpec:
 
     def __post_init__(self) -> None:
         Recipe(distro=self.distro)  # validates the distro before anything starts
-        if self.name and not NAME_RE.match(self.name):
+        if self.name and not NAME_RE.fullmatch(self.name):
             raise LabError(
                 f"lab VM name {self.name!r} is invalid: use lowercase letters, digits and '-'"
             )

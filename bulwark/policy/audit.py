@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
+from bulwark.errors import ConfigError
 from bulwark.policy.evaluate import (
     Audit,
     Section,
@@ -45,6 +46,11 @@ def stack_section(
     """One stack's section, and notes (waivers no longer needed)."""
     from bulwark.cloud.plan import run_plan  # noqa: PLC0415 - Pulumi loads only when auditing
 
+    if not policies_dir.is_dir():
+        raise ConfigError(
+            f"--policies-dir {policies_dir} is not a folder: pass the one holding waivers.yaml "
+            "and config/<stack>.json (the repository's policies/)"
+        )
     waivers = load_waivers(policies_dir / "waivers.yaml")
     plan = run_plan(stack, stacks_dir)
     resources = [Resource(r.type, r.name, r.urn, r.inputs) for r in plan.resources]

@@ -9,7 +9,6 @@ fails when a mandatory control fails or a host control fails or errs.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from pydantic import ValidationError
 from bulwark.errors import ConfigError
 from bulwark.policy.rules import RULES, NotApplicable, Resource, Rule
 from bulwark.policy.waivers import Waiver
-from bulwark.settings.load import first_error
+from bulwark.settings.load import first_error, read_json
 from bulwark.verify.results import SCHEMA as VERIFY_SCHEMA
 from bulwark.verify.results import Report as VerifyReport
 
@@ -211,10 +210,7 @@ def read_policy_config(path: Path) -> dict[str, object]:
     """A CrossGuard policy config file (JSON), or {} when the stack has none."""
     if not path.exists():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}): fix it") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ConfigError(f'{path}: not a JSON object: use {{"rule-id": "advisory"}}')
     return data
@@ -414,10 +410,10 @@ def host_sections(report: VerifyReport) -> list[Section]:
 def read_host_results(path: Path) -> VerifyReport:
     """A `bulwark verify --json` file; a missing or malformed one is a one-line ConfigError."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_json(path)
         if not isinstance(raw, dict) or raw.get("schema") != VERIFY_SCHEMA or "hosts" not in raw:
             raise ValueError(f"no schema {VERIFY_SCHEMA} with hosts")
-        return VerifyReport.model_validate(raw)
+        report = VerifyReport.model_validate(raw)
     except FileNotFoundError:
         raise ConfigError(
             f"--hosts {path}: no such file: write it with `bulwark verify ... --json {path}`"
@@ -433,3 +429,9 @@ def read_host_results(path: Path) -> VerifyReport:
             f"--hosts {path}: not a bulwark verify JSON report ({first}): pass the file "
             "`bulwark verify --json` wrote"
         ) from None
+    if not report.hosts or not all(h.controls for h in report.hosts):
+        raise ConfigError(
+            f"--hosts {path}: a report with no host or no control proves nothing: pass the "
+            "file of a `bulwark verify --json` run that verified its hosts"
+        )
+    return report

@@ -14,6 +14,7 @@ pg_prepared_statements (the server's own truth) to show what drivers left behind
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -217,7 +218,7 @@ def parse_threshold(text: str) -> int | None:
     """`none` (prepared statements off) or a non-negative integer."""
     if text.strip().lower() in ("none", "off", "null"):
         return None
-    if not text.strip().isdigit():
+    if not re.fullmatch(r"[0-9]{1,6}", text.strip()):
         raise ConfigError(
             f"--prepare-threshold {text!r}: give a number (psycopg's default is 5) or 'none'"
         )
@@ -233,6 +234,10 @@ def parse_dsn(dsn: str) -> dict[str, str]:
             "DSN: libpq cannot parse it (check the quoting and any %-escapes); it is not "
             "shown here in case it holds a password"
         ) from None
+    if not (parts.get("host") or parts.get("hostaddr")):
+        raise ConfigError(
+            "DSN: no host: name the pooler, e.g. 'host=10.0.0.5 port=6432 dbname=app user=app'"
+        )
     if "password" in parts:
         raise ConfigError(
             "DSN: it holds a password: leave it out and set PGPASSWORD or use ~/.pgpass, so "

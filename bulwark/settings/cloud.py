@@ -314,7 +314,7 @@ class ServiceSettings(BaseModel):
                 f"min_instances: {self.min_instances} exceeds max_instances "
                 f"{self.max_instances}: lower it"
             )
-        if not self.allow_mutable_image and not DIGEST_RE.match(self.image):
+        if not self.allow_mutable_image and not DIGEST_RE.fullmatch(self.image):
             raise ValueError(
                 f"image: {self.image!r} is not pinned by digest: use "
                 "REGISTRY/REPO@sha256:<64 hex> (e.g. from `docker buildx imagetools inspect`)"
@@ -325,7 +325,7 @@ class ServiceSettings(BaseModel):
                     f"invokers: {member} makes the service public: remove it, or set "
                     "allow_public_invoker: true if that is the intent"
                 )
-            if member not in PUBLIC_MEMBERS and not MEMBER_RE.match(member):
+            if member not in PUBLIC_MEMBERS and not MEMBER_RE.fullmatch(member):
                 raise ValueError(
                     f"invokers: {member!r} is not an IAM member: use e.g. "
                     "serviceAccount:NAME@PROJECT.iam.gserviceaccount.com"
@@ -570,7 +570,7 @@ STACK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 def stack_file(stack: str, stacks_dir: Path = Path("stacks")) -> Path:
     """The stack's file; the name is a Pulumi stack name, never a path."""
-    if not STACK_NAME_RE.match(stack) or ".." in stack:
+    if not STACK_NAME_RE.fullmatch(stack) or ".." in stack:
         raise ConfigError(
             f"--stack {stack!r} is not a stack name: use letters, digits, '-', '_' or '.' "
             "(dev, staging, prod)"

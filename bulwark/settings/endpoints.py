@@ -34,8 +34,8 @@ def check_port(value: object) -> int:
     """A TCP port 1-65535, given as an int or as digits (inventories and CLI strings)."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a port: use a number 1-65535")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}", value):
+        value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int):
@@ -73,7 +73,7 @@ def check_host(value: object) -> str:
         return str(address)
     try:
         dotted = socket.inet_ntoa(socket.inet_aton(value))
-    except OSError:
+    except (OSError, UnicodeError):
         pass
     else:
         raise ValueError(
@@ -89,12 +89,18 @@ def check_host(value: object) -> str:
     name = name.removesuffix(".")
     if not name or len(name) > _MAX_NAME:
         raise ValueError(f"host {value!r} is not a valid DNS name: use 1-253 characters")
+    if name.rsplit(".", 1)[-1].isdecimal():
+        # No top-level domain is a number, and resolvers read such names as addresses.
+        raise ValueError(
+            f"host {value!r} is neither a DNS name nor an IP address: write an IPv4 address as "
+            "four decimal numbers (e.g. 192.0.2.10)"
+        )
     return name
 
 
 def check_login_user(value: object) -> str:
     """A remote login user name (root included: first contact may be as root)."""
-    if not isinstance(value, str) or not _LOGIN_USER.match(value):
+    if not isinstance(value, str) or not _LOGIN_USER.fullmatch(value):
         raise ValueError(
             f"invalid user name {value!r}: use 1-32 of letters, digits, '_', '.' or '-', "
             "starting with a letter or '_'"
@@ -121,7 +127,7 @@ def check_inventory_name(value: object) -> str:
             f"{value} is a pyinfra connector, not an SSH host: bulwark reaches hosts over SSH "
             "only (name the host and set ssh_hostname)"
         )
-    if not isinstance(value, str) or not _INVENTORY_NAME.match(value):
+    if not isinstance(value, str) or not _INVENTORY_NAME.fullmatch(value):
         raise ValueError(
             f"invalid host name {value!r}: use 1-63 of letters, digits, '.', '_' or '-' (set "
             "ssh_hostname for an address such as an IPv6 one)"

@@ -19,7 +19,7 @@ RESERVED_USERS = frozenset({"root", "daemon", "bin", "sys", "sync", "nobody", "s
 
 
 def check_user_name(name: str) -> str:
-    if not USER_NAME_RE.match(name):
+    if not USER_NAME_RE.fullmatch(name):
         raise ValueError(
             f"invalid user name {name!r}: use 1-32 of a-z, 0-9, '_' or '-', starting with a letter"
         )
@@ -37,7 +37,7 @@ MAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
 def check_group_name(name: str) -> str:
-    if not GROUP_NAME_RE.match(name):
+    if not GROUP_NAME_RE.fullmatch(name):
         raise ValueError(
             f"invalid group name {name!r}: use 1-32 of a-z, 0-9, '_' or '-', starting with a letter"
         )
@@ -45,7 +45,7 @@ def check_group_name(name: str) -> str:
 
 
 def check_duration(value: str) -> str:
-    if not DURATION_RE.match(value):
+    if not DURATION_RE.fullmatch(value):
         raise ValueError(
             f"invalid duration {value!r}: use seconds (600) or fail2ban's units (10m, 1h, 1d, 1w)"
         )
@@ -66,7 +66,7 @@ def check_max_startups(value: str) -> str:
     """sshd's MaxStartups: 'full' or 'start:rate:full' with start <= full and rate 1-100."""
     parts = value.split(":")
     fix = "use a number (e.g. 10) or start:rate:full (e.g. 10:30:60)"
-    if len(parts) not in (1, 3) or not all(p.isdigit() for p in parts):
+    if len(parts) not in (1, 3) or not all(re.fullmatch(r"[0-9]{1,4}", p) for p in parts):
         raise ValueError(f"invalid MaxStartups {value!r}: {fix}")
     if len(parts) == 3:
         start, rate, full = map(int, parts)
@@ -85,7 +85,7 @@ def check_clock_time(value: str) -> str:
 
 
 def check_mail(value: str) -> str:
-    if not MAIL_RE.match(value):
+    if not MAIL_RE.fullmatch(value):
         raise ValueError(f"invalid mail address {value!r}: use one address, e.g. ops@example.com")
     return value
 

@@ -233,6 +233,25 @@ def _trust_result(
     )
 
 
+def preflight(
+    targets: list[VerifyTarget], *, probe_keys: list[Path] | None = None, select: str | None = None
+) -> dict[str, VerifyTarget]:
+    """Everything that can be known before a connection: the OpenSSH client, the keys, the
+    selection, the pinned host keys, and that no target is this machine. Returns the targets by
+    bulwark's alias for each, with the address the guard vetted."""
+    if shutil.which("ssh") is None:
+        raise ConfigError(
+            "bulwark verify connects with the OpenSSH client, which is not installed: "
+            "`sudo apt-get install openssh-client`"
+        )
+    for key in probe_keys or []:
+        load_key(key)
+    if select is not None:
+        check_selection(select)
+    check_known_hosts(targets)
+    return {f"h{i}": replace(t, address=vet(t.target).address) for i, t in enumerate(targets)}
+
+
 def run_verify(
     targets: list[VerifyTarget],
     *,
@@ -246,17 +265,7 @@ def run_verify(
 
     Hosts that could not be reached (or refused the login) carry the trust control as an error
     with the reason; the others are verified all the same."""
-    if shutil.which("ssh") is None:
-        raise ConfigError(
-            "bulwark verify connects with the OpenSSH client, which is not installed: "
-            "`sudo apt-get install openssh-client`"
-        )
-    for key in probe_keys or []:
-        load_key(key)
-    if select is not None:
-        check_selection(select)
-    check_known_hosts(targets)
-    vetted = {f"h{i}": replace(t, address=vet(t.target).address) for i, t in enumerate(targets)}
+    vetted = preflight(targets, probe_keys=probe_keys, select=select)
     with tempfile.TemporaryDirectory(prefix="bulwark-verify-") as tmp:
         work = _safe_dir(Path(tmp))
         config = work / "ssh_config"

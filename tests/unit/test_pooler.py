@@ -70,7 +70,7 @@ def test_userlist_keeps_a_fitting_verifier_and_replaces_a_stale_one() -> None:
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"listen_address": "0.0.0.0"}, "listen_address"),  # noqa: S104 - refused
+        ({"listen_address": "0.0.0.0"}, "listen_address"),
         ({"listen_address": "8.8.8.8"}, "listen_address"),
         ({"client_ranges": ["0.0.0.0/0"]}, "client_ranges"),
         ({"pool_mode": "session"}, "pool_mode"),
