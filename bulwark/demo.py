@@ -45,6 +45,7 @@ class DemoResult:
     def as_dict(self) -> dict[str, object]:
         return {
             "vm": {"name": self.vm.name, "distro": self.vm.distro, "ssh_port": self.vm.ssh_port},
+            "operator_key": str(self.operator_key),
             "bootstrap": self.first.as_dict(),
             "rerun": self.second.as_dict(),
             "host_key_confirmed": self.host_key_confirmed,

@@ -178,7 +178,10 @@ def preflight(hosts: list[InventoryHost]) -> None:
     """Everything that must hold before hardening touches any host (all hosts are checked first,
     so one bad host stops the run before the good ones change)."""
     for h in hosts:
-        vet(h.target)
+        try:
+            vet(h.target)
+        except ConfigError as exc:
+            raise ConfigError(f"{h.name}: {exc}") from None
         if h.user == "root":
             raise ConfigError(
                 f"{h.name}: ssh_user is root, but hardening turns root login off: "

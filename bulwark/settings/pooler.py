@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bulwark.budget import Budget, Clients, Pooler, Postgres, size_pools
+from bulwark.settings.endpoints import HostName, SafePath
 from bulwark.settings.net import ufw_source
 
 
@@ -18,12 +19,15 @@ class PoolerDatabase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Database name.")
-    host: str = Field(default="127.0.0.1", description="Postgres host, as PgBouncer reaches it.")
+    # Validated like every host name: it is written into pgbouncer.ini.
+    host: HostName = Field(
+        default="127.0.0.1", description="Postgres host, as PgBouncer reaches it."
+    )
     port: int = Field(default=5432, ge=1, le=65535, description="Postgres port.")
     user: str = Field(
         pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="The role the app connects as."
     )
-    password_file: str = Field(
+    password_file: SafePath = Field(
         description="File on the controller holding the role's password (never in the repo); "
         "its SCRAM verifier is what reaches the host."
     )

@@ -249,7 +249,13 @@ def preflight(
     if select is not None:
         check_selection(select)
     check_known_hosts(targets)
-    return {f"h{i}": replace(t, address=vet(t.target).address) for i, t in enumerate(targets)}
+    vetted = {}
+    for i, t in enumerate(targets):
+        try:
+            vetted[f"h{i}"] = replace(t, address=vet(t.target).address)
+        except ConfigError as exc:
+            raise ConfigError(f"{t.alias}: {exc}") from None
+    return vetted
 
 
 def run_verify(

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from bulwark.hosts.keys import load_key
+from bulwark.hosts.ssh import KnownHosts, Login, Session, connect
 from bulwark.lab import vm as lab
+from bulwark.lab.inventory import host_data, write_inventory
+from tests.lab import helpers
 
 
 def bulwark(
@@ -69,11 +80,27 @@ def test_trixie_lab_up_bootstrap_list_down(tmp_path: Path) -> None:
     assert not Path(vm["directory"]).exists()
 
 
-def test_demo_boots_bootstraps_hardens_and_verifies_a_fresh_vps() -> None:
+@pytest.fixture(scope="module")
+def demo_vps() -> Iterator[dict[str, Any]]:
+    """`bulwark demo --keep`: a fresh VPS booted, bootstrapped, hardened with the default
+    settings (UFW's rate limit on, no ignoreip) and verified, then left running for the tests
+    that need such a host; stopped at the end."""
     # A whole fresh VPS on TCG: boot, bootstrap, first harden (~10 min alone), re-run, verify.
-    result = bulwark("demo", "--json", timeout=2400)
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
+    result = bulwark("demo", "--keep", "--json", timeout=2400)
+    try:
+        data = json.loads(result.stdout)
+    except ValueError:
+        pytest.fail(f"the demo printed no JSON (exit {result.returncode}):\n{result.stderr}")
+    try:
+        yield {"exit": result.returncode, "stderr": result.stderr, **data}
+    finally:
+        down = bulwark("lab", "down", data["vm"]["name"])
+        assert down.returncode == 0, down.stderr
+
+
+def test_demo_boots_bootstraps_hardens_and_verifies_a_fresh_vps(demo_vps: dict[str, Any]) -> None:
+    data = demo_vps
+    assert data["exit"] == 0, data["stderr"]
     assert data["bootstrap"]["proof"]["user"] == "deploy"
     assert data["rerun"]["changes"] == []
     assert data["host_key_confirmed"] is True
@@ -83,4 +110,115 @@ def test_demo_boots_bootstraps_hardens_and_verifies_a_fresh_vps() -> None:
     assert host["summary"]["fail"] == 0, [c for c in host["controls"] if c["status"] != "pass"]
     assert host["summary"]["error"] == 0
     assert host["summary"]["pass"] >= 100
-    assert data["vm"]["name"] not in [v.name for v in lab.running()]
+    assert data["vm"]["name"] in [v.name for v in lab.running()], "--keep keeps it"
+
+
+@contextmanager
+def deploy_session(data: dict[str, Any]) -> Iterator[Session]:
+    """One session as the deploy user for all of a test's checks: each new connection would
+    count against the UFW rate limit the test is about."""
+    vm = lab.find(data["vm"]["name"])
+    login = Login("deploy", key=load_key(Path(data["operator_key"])))
+    with connect(vm.target, login, KnownHosts(vm.known_hosts)) as session:
+        yield session
+
+
+CONTROLLER = "10.0.2.2"  # every connection from the host reaches a lab guest from here
+ATTACKER = "198.51.100.66"  # a second machine inside the guest: a network namespace
+ATTACKER_NET = (
+    "ip netns add bulwark-attacker && ip link add bw-host type veth peer name bw-attacker && "
+    "ip link set bw-attacker netns bulwark-attacker && "
+    "ip addr add 198.51.100.1/24 dev bw-host && ip link set bw-host up && "
+    f"ip netns exec bulwark-attacker ip addr add {ATTACKER}/24 dev bw-attacker && "
+    "ip netns exec bulwark-attacker ip link set bw-attacker up"
+)
+ATTACK = (
+    "for i in 1 2 3 4 5 6 7; do ip netns exec bulwark-attacker ssh -o BatchMode=yes "
+    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 "
+    "scanner$i@198.51.100.1 true; done; true"
+)
+
+
+def test_five_verifies_then_harden_never_ban_or_block_the_operator(
+    demo_vps: dict[str, Any], tmp_path: Path
+) -> None:
+    """With the default settings, verify's probes fail logins (fail2ban counts them) and open
+    new connections (UFW limits them): five verifies in a row and then a harden all succeed,
+    fail2ban counts none of the controller's probes, UFW refuses none of its connections, and
+    a brute-forcer from another address is still banned."""
+    vm = lab.find(demo_vps["vm"]["name"])
+    inv = vm.directory / "inventory.py"
+    with deploy_session(demo_vps) as s:
+        start = s.run("date +%s").stdout.strip()
+        found = f"grep -c 'Found {CONTROLLER}' /var/log/fail2ban.log || true"
+        counted_before = int(s.run(found, sudo=True).stdout)
+        for i in range(5):
+            done = bulwark("verify", str(inv), "--json", str(tmp_path / f"v{i}.json"))
+            assert done.returncode == 0, f"verify {i + 1}: {done.stdout}{done.stderr}"
+        harden = bulwark("harden", str(inv))
+        assert harden.returncode == 0, harden.stdout[-3000:] + harden.stderr
+        assert helpers.changed_ops(harden.stdout) == 0
+        status = s.run("fail2ban-client status sshd", sudo=True).stdout
+        assert CONTROLLER not in status, status
+        assert int(s.run(found, sudo=True).stdout) == counted_before, "probes were counted"
+        blocked = s.run(
+            f"journalctl -k --since @{start} | grep -c 'UFW LIMIT BLOCK' || true", sudo=True
+        )
+        assert int(blocked.stdout) == 0, "UFW's rate limit refused a connection"
+        ignored = s.run("fail2ban-client get sshd ignoreip", sudo=True).stdout
+        assert CONTROLLER in ignored  # the window, until its timer runs out
+        timer = s.run("systemctl list-timers --all --no-legend 'bulwark-verify-f2b-*'").stdout
+        assert "bulwark-verify-f2b-10-0-2-2.timer" in timer
+
+        s.run(ATTACKER_NET, sudo=True)
+        try:
+            banned = ""
+            deadline = time.monotonic() + 120
+            while ATTACKER not in banned and time.monotonic() < deadline:
+                s.run(ATTACK, sudo=True, timeout=120)
+                banned = s.run("fail2ban-client status sshd", sudo=True).stdout
+            assert ATTACKER in banned, f"the brute-forcer was not banned:\n{banned}"
+        finally:
+            s.run(
+                f"fail2ban-client set sshd unbanip {ATTACKER}; ip netns del bulwark-attacker; "
+                "ip link del bw-host; true",
+                sudo=True,
+            )
+
+
+def test_an_inventory_host_that_resolves_to_this_machine_stops_the_run_first(
+    demo_vps: dict[str, Any], tmp_path: Path
+) -> None:
+    """The controller's own host name (/etc/hosts: 127.0.0.1) on a port that is no lab VM's,
+    next to a real lab VPS: harden and verify refuse the inventory before any host is
+    contacted, the VPS included."""
+    vm = lab.find(demo_vps["vm"]["name"])
+    key = Path(demo_vps["operator_key"])
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.settimeout(1)
+        port = listener.getsockname()[1]
+        self_host = {**host_data(vm, user="deploy", key=key), "bulwark_forwarded_ports": {}}
+        self_host |= {"ssh_hostname": socket.gethostname(), "ssh_port": port}
+        inv = write_inventory(
+            tmp_path / "inventory.py",
+            {"lab": host_data(vm, user="deploy", key=key), "controller": self_host},
+        )
+        with deploy_session(demo_vps) as s:
+            start = s.run("date +%s").stdout.strip()
+            for command in (("harden", str(inv)), ("verify", str(inv))):
+                done = bulwark(*command)
+                assert done.returncode == 2, done.stdout + done.stderr
+                assert done.stderr.strip().splitlines() == [
+                    f"error: controller: {socket.gethostname()}:{port} resolves to 127.0.0.1, "
+                    "this machine, not a lab VM: bulwark never bootstraps, hardens or verifies "
+                    "the machine it runs on (use `bulwark lab up` for a local test host)"
+                ]
+            logins = s.run(
+                f"journalctl -u ssh --since @{start} | grep -c 'Connection from' || true",
+                sudo=True,
+            )
+            assert int(logins.stdout) == 0, "the lab VPS was contacted"
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nor was this machine

@@ -315,6 +315,7 @@ def test_an_unknown_or_changed_host_key_fails_verification(
     name = f"[127.0.0.1]:{vm.target.port}"
     other, _ = ensure_key(tmp_path / "other_host_key")
     impostor.write_text(f"{name} {other.public_line}\n")
+    (tmp_path / "empty_known_hosts").write_text("")
     for known in (impostor, tmp_path / "empty_known_hosts"):
         done, results = verify(
             f"deploy@127.0.0.1:{vm.target.port}",
@@ -329,3 +330,15 @@ def test_an_unknown_or_changed_host_key_fails_verification(
         assert list(controls) == ["trust-host-key-pinned"], "nothing else may run untrusted"
         assert controls["trust-host-key-pinned"]["status"] == "fail"
         assert controls["trust-host-key-pinned"]["evidence"]
+    # No pin file at all is bad input, refused before any connection: not a failed control.
+    exe = Path(sys.executable).with_name("bulwark")
+    spec = f"deploy@127.0.0.1:{vm.target.port}"
+    done = subprocess.run(
+        [str(exe), "verify", spec, "--key", str(operator.path), "--known-hosts",
+         str(tmp_path / "nosuch"), "--json", str(tmp_path / "none.json")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: 127.0.0.1: known_hosts ")
+    assert "nosuch does not exist" in done.stderr
+    assert not (tmp_path / "none.json").exists()

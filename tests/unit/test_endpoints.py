@@ -8,7 +8,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import subprocess
 from collections.abc import Callable
 from itertools import count
 from pathlib import Path
@@ -29,6 +28,7 @@ from bulwark.settings.endpoints import (
 )
 from bulwark.verify import run
 from bulwark.verify.run import VerifyTarget
+from tests.unit.openssh import openssh_reads
 
 # The keywords, in order, of every Host block verify writes (IdentityFile/IdentitiesOnly only
 # with a key). A config with any other line, or more lines, gained a directive.
@@ -101,17 +101,6 @@ def outcome(call: Callable[[], T]) -> T | ConfigError:
         return call()
     except ConfigError as exc:
         return exc
-
-
-def openssh_reads(config: Path, alias: str) -> dict[str, str]:
-    done = subprocess.run(
-        ["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True, check=True
-    )
-    seen: dict[str, str] = {}
-    for line in done.stdout.splitlines():
-        keyword, _, value = line.partition(" ")
-        seen.setdefault(keyword, value)
-    return seen
 
 
 def write_config(tmp: Path, target: VerifyTarget) -> tuple[Path, str]:

@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,6 +99,9 @@ def fake_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     proc = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)", f"hostfwd=tcp:127.0.0.1:{port}-:22"]
     )
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    while b"hostfwd" not in cmdline.read_bytes():  # until the child has exec'd
+        time.sleep(0.01)
     record = tmp_path / "lab" / "vm1" / "vm.json"
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({"pid": proc.pid, "ssh_port": port, "forwards": {}}))

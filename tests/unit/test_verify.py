@@ -37,6 +37,7 @@ from bulwark.verify.suite import test_kernel as kernel
 from bulwark.verify.suite import test_services as services
 from bulwark.verify.suite import test_ssh as ssh_controls
 from bulwark.verify.suite.test_services import allowed_origin_matches, origin_matches
+from tests.unit.openssh import openssh_reads
 
 for module in pkgutil.iter_modules(bulwark.verify.suite.__path__):
     importlib.import_module(f"bulwark.verify.suite.{module.name}")
@@ -292,18 +293,6 @@ def test_ssh_config_pins_keys_and_multiplexes_as_openssh_reads_it(tmp_path: Path
     assert Path(seen["identityfile"]).resolve() == (tmp_path / "id").resolve()
     assert Path(seen["identityfile"]).parent == tmp_path
     assert Path(seen["userknownhostsfile"]).resolve() == (tmp_path / "known_hosts").resolve()
-
-
-def openssh_reads(config: Path, alias: str) -> dict[str, str]:
-    """What OpenSSH makes of `alias` in `config` (`ssh -G`): the first value of each keyword."""
-    done = subprocess.run(
-        ["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True, check=True
-    )
-    seen: dict[str, str] = {}
-    for line in done.stdout.splitlines():
-        key, _, value = line.partition(" ")
-        seen.setdefault(key, value)
-    return seen
 
 
 @pytest.mark.parametrize(
