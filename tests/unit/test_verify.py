@@ -4,6 +4,7 @@ runner's SSH config and target parsing."""
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import re
 import subprocess
@@ -403,3 +404,65 @@ def test_core_dump_limits_are_judged_as_pam_limits_reads_them() -> None:
             _state({"limits": ["* hard core 0", "root hard core 0"],
                     "coredump": ["Storage=none", "ProcessSizeMax=0", "Storage=external"]})
         )  # fmt: skip
+
+
+def fake_ssh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answers: list[tuple[int, str]]
+) -> Path:
+    """An `ssh` on PATH that answers each call with the next (exit, stderr) OpenSSH gives."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for i, (_code, said) in enumerate(answers):
+        (bin_dir / f"answer{i}").write_text(said)
+    script = bin_dir / "ssh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'n=$(cat "{bin_dir}/count" 2>/dev/null || echo 0); echo $((n + 1)) > "{bin_dir}/count"\n'
+        f'cat "{bin_dir}/answer$n" >&2\n'
+        f"case $n in {' '.join(f'{i}) exit {c};;' for i, (c, _) in enumerate(answers))} esac\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(run, "TRUST_RETRY_PAUSES", (0.0,))
+    return bin_dir / "count"
+
+
+REFUSED = "ssh: connect to host 203.0.113.9 port 22: Connection refused\n"
+BANNER = (
+    "Connection timed out during banner exchange\nConnection to 203.0.113.9 port 22 timed out\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("answers", "status", "calls", "says"),
+    [
+        ([(0, "")], "pass", 1, None),
+        ([(255, "Host key verification failed.\n")], "fail", 1, "Host key verification failed"),
+        ([(255, "@@@@@\n@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @\n")], "fail", 1,
+         "REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        ([(255, REFUSED), (0, "")], "pass", 2, None),  # the rate limit's window passed
+        ([(255, REFUSED), (255, REFUSED)], "error", 2, "cannot reach 203.0.113.9 over SSH"),
+        ([(255, BANNER), (255, BANNER)], "error", 2, "possibly|banned by fail2ban"),
+        ([(255, "deploy@203.0.113.9: Permission denied (publickey).\n")], "error", 1,
+         "refused the login"),
+    ],
+)  # fmt: skip
+def test_only_a_key_problem_fails_the_trust_control(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    answers: list[tuple[int, str]],
+    status: str,
+    calls: int,
+    says: str | None,
+) -> None:
+    count = fake_ssh(tmp_path, monkeypatch, answers)
+    target = run.VerifyTarget("web1", "203.0.113.9", 22, "deploy", None, tmp_path / "kh")
+    result = run.check_trust(target, "h0", tmp_path / "ssh_config")
+    assert result.status == status
+    assert int(count.read_text()) == calls
+    text = result.evidence if status == "fail" else result.reason
+    if says is None:
+        assert text is None
+    else:
+        assert text is not None
+        assert re.search(says, text), text
