@@ -28,6 +28,7 @@ from pulumi_policy import (
 )
 
 from bulwark.policy.rules import RULES, NotApplicable, Resource, Rule
+from bulwark.policy.rules.values import Props
 from bulwark.policy.waivers import Waiver
 
 CIS = "CIS Google Cloud Platform Foundation Benchmark"
@@ -112,7 +113,7 @@ def stack_validator(
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         resources = [Resource(r.resource_type, r.name, r.urn, r.props) for r in args.resources]
         names = {r.urn: r.name for r in resources}
-        result = check(resources, dict(args.get_config() or {}))
+        result = check(resources, Props(args.get_config() or {}))
         if isinstance(result, NotApplicable):
             args.not_applicable(result.reason)
             return

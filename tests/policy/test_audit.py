@@ -4,7 +4,6 @@ hosts merge in, and every format has its shape and no secret."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import shutil
@@ -23,6 +22,7 @@ from bulwark.policy.evaluate import enforcement_levels, evaluate_stack, read_pol
 from bulwark.policy.report import FORMATS, render
 from bulwark.policy.rules import RULES, Resource
 from bulwark.policy.rules import types as t
+from bulwark.policy.rules.values import unwrap
 from bulwark.policy.waivers import load_waivers
 from bulwark.verify.results import ControlResult, HostResult, Report
 from tests.cloud.test_stacks import MOCK_SECRETS
@@ -60,7 +60,7 @@ def _weakened(plan: Plan) -> list[Resource]:
     another tool's resources would arrive at CrossGuard."""
     resources = []
     for res in as_resources(plan):
-        props = copy.deepcopy(dict(res.props))
+        props = unwrap(res.props)
         if res.type == t.SQL_INSTANCE:
             ip = props["settings"]["ipConfiguration"]
             ip["ipv4Enabled"] = True
@@ -110,7 +110,8 @@ def test_waived_failure_shows_as_waived_and_an_expired_one_fails(
 
     resources = [
         Resource(r.type, r.name, r.urn,
-                 {**r.props, "settings": {**r.props["settings"], "availabilityType": "ZONAL"}})
+                 {**unwrap(r.props), "settings": {**unwrap(r.props["settings"]),
+                                                  "availabilityType": "ZONAL"}})
         if r.type == t.SQL_INSTANCE else r
         for r in as_resources(prod_plan)
     ]  # fmt: skip

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bulwark.policy.rules.values import Props
+
 Severity = Literal["low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 ID_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")
@@ -27,6 +29,11 @@ class Resource:
     name: str
     urn: str
     props: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        # Whatever the engine or the mock run handed over, rules read it one way (values.py).
+        if not isinstance(self.props, Props):
+            object.__setattr__(self, "props", Props(self.props))
 
     def get(self, path: str) -> Any:
         """The property at a dotted camelCase path, or None; a number selects a list item."""

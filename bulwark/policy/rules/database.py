@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bulwark.policy.rules.base import RULES, NotApplicable, Resource, env_of, flag_value
 from bulwark.policy.rules.types import SQL_INSTANCE
@@ -69,7 +69,7 @@ def sql_no_open_authorized_networks(res: Resource) -> Sequence[str]:
         f"settings.ipConfiguration.authorizedNetworks allows {net.get('value')}: remove it "
         "and reach the database over private IP"
         for net in res.items("settings.ipConfiguration.authorizedNetworks")
-        if isinstance(net, dict) and net.get("value") in ("0.0.0.0/0", "::/0")
+        if isinstance(net, Mapping) and net.get("value") in ("0.0.0.0/0", "::/0")
     ]
 
 

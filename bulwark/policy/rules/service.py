@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from bulwark.policy.rules.base import RULES, Resource
 from bulwark.policy.rules.types import RUN_IAM_BINDING, RUN_IAM_MEMBER, RUN_SERVICE
@@ -17,7 +18,7 @@ CREDENTIAL_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 EGRESS = ("PRIVATE_RANGES_ONLY", "ALL_TRAFFIC")
 
 
-def _containers(res: Resource) -> list[Mapping[str, object]]:
+def _containers(res: Resource) -> list[Mapping[str, Any]]:
     return [c for c in res.items("template.containers") if isinstance(c, Mapping)]
 
 
@@ -82,7 +83,7 @@ def run_secrets_from_secret_manager(res: Resource) -> Sequence[str]:
     found = []
     for container in _containers(res):
         envs = container.get("envs")
-        for env in envs if isinstance(envs, list) else []:
+        for env in envs or ():
             if not isinstance(env, Mapping):
                 continue
             name, value = str(env.get("name")), env.get("value")

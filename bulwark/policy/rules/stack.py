@@ -16,6 +16,7 @@ from bulwark.policy.rules.types import (
     SA_ACCOUNT,
     SQL_INSTANCE,
 )
+from bulwark.policy.rules.values import integer
 
 # Metadata the pooler component puts on the PgBouncer VM, so the pool settings pyinfra writes
 # are visible to policy at preview time (bulwark/cloud/pooler.py).
@@ -46,10 +47,9 @@ def _of(resources: Sequence[Resource], type_token: str) -> list[Resource]:
 def _pool_flags(sql: Resource) -> dict[str, str] | None:
     for config in sql.items("settings.connectionPoolConfigs"):
         if isinstance(config, Mapping) and config.get("connectionPoolingEnabled") is True:
-            flags = config.get("flags")
             return {
                 str(f.get("name")): str(f.get("value"))
-                for f in (flags if isinstance(flags, list) else [])
+                for f in config.get("flags") or ()
                 if isinstance(f, Mapping)
             }
     return None
@@ -68,11 +68,7 @@ def _env(service: Resource, name: str) -> str | None:
     return None
 
 
-def _int(value: object) -> int | None:
-    try:
-        return int(str(value))
-    except ValueError:
-        return None
+_int = integer  # config and metadata numbers arrive as int, float or text
 
 
 @RULES.stack(
