@@ -157,4 +157,3 @@ def test_the_pack_is_wiring_only() -> None:
     main = (ROOT / "policies" / "__main__.py").read_text()
     assert "PolicyPack(" in main
     assert "def " not in main
-    assert "runtime: python" in (ROOT / "policies" / "PulumiPolicy.yaml").read_text()
