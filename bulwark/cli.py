@@ -603,8 +603,9 @@ def verify(
     writable(junit, "--junit")
     checked("--known-hosts", check_path, known_hosts)
     path = Path(target)
-    if path.suffix == ".py" or path.is_file():
-        targets = verify_run.from_inventory(path, limit)
+    inventory = path if path.suffix == ".py" or path.is_file() else None
+    if inventory is not None:
+        targets = verify_run.from_inventory(inventory, limit)
     else:
         targets = [verify_run.from_spec(target, key=key, known_hosts=known_hosts)]
     verify_run.preflight(targets, probe_keys=probe_key, select=select)
@@ -617,6 +618,7 @@ def verify(
             ban_probe=ban_probe,
             probe_keys=probe_key,
             select=select,
+            inventory=inventory,
         )
     unreached = [h for h in report.hosts if h.controls[0].status == "error"]
     for host in report.hosts:

@@ -108,7 +108,7 @@ def run_demo(
         harden = run_harden(inventory, capture=True)
         say("verifying: controls from inside, probes from outside (root login, passwords, ports)")
         probe_keys = [vm.root_key_path] if spec.auth == "key" else []
-        report = run_verify(from_inventory(inventory), probe_keys=probe_keys)
+        report = run_verify(from_inventory(inventory), probe_keys=probe_keys, inventory=inventory)
     except BaseException:
         lab.stop(vm)
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from bulwark.errors import ConfigError
@@ -18,6 +19,8 @@ from bulwark.policy.evaluate import (
 )
 from bulwark.policy.rules import RULES, Resource
 from bulwark.policy.waivers import check_waivers, load_waivers
+from bulwark.settings.cloud import stack_file
+from bulwark.settings.load import key_lines, repo_relative
 from bulwark.verify.results import Report as VerifyReport
 
 POLICIES_DIR = Path("policies")
@@ -73,6 +76,12 @@ def stack_section(
     budget["reserved_connections"] = plan.settings.database.reserved_connections
     config = {**config, BUDGET_RULE: budget}
     section = evaluate_stack(stack, resources, config=config, waivers=mine, today=today)
+    path = stack_file(stack, stacks_dir)
+    section = replace(
+        section,
+        source=repo_relative(path),
+        lines=tuple(key_lines(path, "config").items()),
+    )
     used = {
         (o.waiver.rule, o.waiver.resource)
         for c in section.controls
@@ -98,7 +107,9 @@ def run_audit(
     today: dt.date | None = None,
 ) -> Audit:
     """Audit stacks and hosts into one report; bad input raises ConfigError before any output."""
-    reports = [*host_reports, *(read_host_results(path) for path in hosts)]
+    # Read first: a bad results file is an error before any stack is run.
+    reports: list[tuple[VerifyReport, str | None]] = [(r, None) for r in host_reports]
+    reports += [(read_host_results(path), repo_relative(path)) for path in hosts]
     sections: list[Section] = []
     notes: list[str] = []
     for stack in stacks:
@@ -107,6 +118,6 @@ def run_audit(
         )
         sections.append(section)
         notes.extend(stack_notes)
-    for report in reports:
-        sections.extend(host_sections(report))
+    for report, source in reports:
+        sections.extend(host_sections(report, source))
     return Audit(tuple(sections), notes=tuple(notes))

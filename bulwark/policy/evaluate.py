@@ -104,6 +104,13 @@ class Section:
     name: str
     kind: Literal["cloud", "host"]
     controls: tuple[Control, ...]
+    # The file behind the section, relative to the repository (the stack file, the inventory or
+    # the results file), and the line of each setting in it: where code scanning points.
+    source: str | None = None
+    lines: tuple[tuple[str, int], ...] = ()
+
+    def line_of(self, key: str) -> int | None:
+        return dict(self.lines).get(key)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -368,8 +375,9 @@ REMEDIATION = {
 }
 
 
-def host_sections(report: VerifyReport) -> list[Section]:
-    """Hosts' verification results as report sections (same control shape as the cloud)."""
+def host_sections(report: VerifyReport, source: str | None = None) -> list[Section]:
+    """Hosts' verification results as report sections (same control shape as the cloud); their
+    source is the inventory verify read, else `source` (the results file)."""
     sections = []
     for host in report.hosts:
         controls = []
@@ -403,7 +411,9 @@ def host_sections(report: VerifyReport) -> list[Section]:
                     reason=c.reason,
                 )
             )
-        sections.append(Section(f"host {host.host}", "host", tuple(controls)))
+        sections.append(
+            Section(f"host {host.host}", "host", tuple(controls), report.inventory or source)
+        )
     return sections
 
 

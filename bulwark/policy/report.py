@@ -8,20 +8,34 @@ with `[secret]`.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from bulwark.policy.evaluate import Audit, Control, Section
 from bulwark.policy.rules import RULES
+from bulwark.settings.load import repo_relative
 
 Format = Literal["text", "md", "html", "json", "sarif"]
 FORMATS: tuple[Format, ...] = ("text", "md", "html", "json", "sarif")
 MARK = {"pass": "✓", "fail": "✗", "waived": "~", "not-applicable": "-", "error": "!"}
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
+# GitHub code scanning ranks alerts by this number (critical > 9.0, high 7.0-8.9, medium
+# 4.0-6.9, low 0.1-3.9).
+SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0"}
+HOST_SEVERITY = "high"  # a host control carries no severity of its own; a failing one matters
+INFORMATION_URI = "https://github.com/acme/bulwark"
+HELP_URI = f"{INFORMATION_URI}/blob/main/README.md"
+# The logical names of a stack's resources start with their component: its module.
+COMPONENT_MODULES = {
+    "network": "network", "database": "database", "pooler": "pooler", "cache": "cache",
+    "service": "service", "ci": "ci", "apis": "project",
+}  # fmt: skip
 
 
 def _summary_line(audit: Audit) -> str:
@@ -143,53 +157,105 @@ def _display_order(section: Section) -> list[Control]:
     return sorted(section.controls, key=lambda c: rank[c.status])
 
 
+def _sarif_rule(
+    rule_id: str, title: str, rationale: str, remediation: str, severity: str, help_anchor: str,
+    properties: dict[str, object],
+) -> dict[str, object]:  # fmt: skip
+    return {
+        "id": rule_id,
+        "name": rule_id,
+        "shortDescription": {"text": title},
+        "fullDescription": {"text": rationale},
+        "help": {"text": remediation},
+        "helpUri": f"{HELP_URI}#{help_anchor}",
+        "properties": {"security-severity": SECURITY_SEVERITY[severity], **properties},
+        "defaultConfiguration": {"level": SARIF_LEVEL[severity]},
+    }
+
+
+@functools.cache
+def _component_file(area: str) -> tuple[str, int] | None:
+    """The source file (and the line of its component class) of the cloud area a resource's
+    logical name starts with: where a setting left at its default is decided."""
+    module = COMPONENT_MODULES.get(area)
+    if module is None:
+        return None
+    path = Path(__file__).resolve().parents[1] / "cloud" / f"{module}.py"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    line = next((i for i, text in enumerate(lines, 1) if text.startswith("class ")), 1)
+    return repo_relative(path), line
+
+
+def _location(section: Section, name: str, urn: str | None) -> dict[str, object]:
+    """Where a result points: the stack file's line of the setting behind the resource (its
+    area: `bulwark:database`, `bulwark:service`, ...), else the area's component source, else
+    the top of the stack file; for a host, its inventory (or the results file)."""
+    uri, line = section.source or "stacks", 1
+    if section.kind == "cloud":
+        area = name.split("-", 1)[0]
+        if (found := section.line_of(f"bulwark:{area}")) is not None and section.source:
+            line = found
+        elif (component := _component_file(area)) is not None:
+            uri, line = component
+    return {
+        "physicalLocation": {
+            "artifactLocation": {"uri": uri},
+            "region": {"startLine": line},
+        },
+        "logicalLocations": [
+            {"name": name, "fullyQualifiedName": urn or section.name, "kind": "resource"}
+        ],
+    }
+
+
 def render_sarif(audit: Audit) -> str:
-    """SARIF 2.1.0: one run, rules from the metadata, one result per failing or waived
-    resource (waived results carry an accepted suppression, as code scanners expect)."""
+    """SARIF 2.1.0 as code scanning reads it: one run, a rule per control (policy rules from
+    their metadata, host controls from the verify results), one result per failing or waived
+    resource and per failing host control, each with a physical location in the repository
+    (waived results carry an accepted suppression, as code scanners expect)."""
     rules = [
-        {
-            "id": r.id,
-            "name": r.id,
-            "shortDescription": {"text": r.title},
-            "fullDescription": {"text": r.rationale},
-            "help": {"text": r.remediation},
-            "properties": {
-                "severity": r.severity,
-                "family": r.family,
-                "tags": [r.references.label],
-                **r.references.as_dict(),
-            },
-            "defaultConfiguration": {"level": SARIF_LEVEL[r.severity]},
-        }
+        _sarif_rule(
+            r.id,
+            r.title,
+            r.rationale,
+            r.remediation,
+            r.severity,
+            "policy-and-audit",
+            {"family": r.family, "tags": [r.references.label], **r.references.as_dict()},
+        )
         for r in RULES
     ]
-    index = {r["id"]: i for i, r in enumerate(rules)}
+    index = {str(r["id"]): i for i, r in enumerate(rules)}
     results: list[dict[str, object]] = []
     for section in audit.sections:
         for c in section.controls:
-            if c.id not in index:
-                continue  # host controls: reported by bulwark verify's JUnit output
+            if c.id not in index:  # a host control: its rule from the results themselves
+                index[c.id] = len(rules)
+                rules.append(
+                    _sarif_rule(
+                        c.id,
+                        c.title,
+                        c.rationale,
+                        c.remediation,
+                        HOST_SEVERITY,
+                        "verify-hosts",
+                        {"family": c.family, "tags": ["host"], **c.references},
+                    )
+                )
             for o in c.resources:
-                if o.status not in ("fail", "waived"):
+                if o.status not in ("fail", "waived", "error"):
                     continue
+                severity = c.severity or HOST_SEVERITY
+                detail = "; ".join(o.messages) or o.reason or c.title
                 result: dict[str, object] = {
                     "ruleId": c.id,
                     "ruleIndex": index[c.id],
-                    "level": SARIF_LEVEL.get(c.severity, "warning")
-                    if c.enforcement == "mandatory"
-                    else "note",
-                    "message": {"text": f"{section.name}: {o.name}: " + "; ".join(o.messages)},
-                    "locations": [
-                        {
-                            "logicalLocations": [
-                                {
-                                    "name": o.name,
-                                    "fullyQualifiedName": o.urn or section.name,
-                                    "kind": "resource",
-                                }
-                            ]
-                        }
-                    ],
+                    "level": SARIF_LEVEL[severity] if c.enforcement == "mandatory" else "note",
+                    "message": {"text": f"{section.name}: {o.name}: {detail}"},
+                    "locations": [_location(section, o.name, o.urn)],
                 }
                 if o.status == "waived" and o.waiver is not None:
                     result["suppressions"] = [
@@ -209,7 +275,7 @@ def render_sarif(audit: Audit) -> str:
                 "tool": {
                     "driver": {
                         "name": "bulwark",
-                        "informationUri": "https://github.com/acme/bulwark",
+                        "informationUri": INFORMATION_URI,
                         "version": "0.1.0",
                         "rules": rules,
                     }

@@ -60,6 +60,30 @@ def read_yaml(path: Path) -> object:
         raise ConfigError(f"{path} is a directory: pass a file") from None
 
 
+def repo_relative(path: Path) -> str:
+    """`path` as code scanning wants it: relative to the repository (the working directory)
+    when it is inside it, else as given."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def key_lines(path: Path, under: str) -> dict[str, int]:
+    """The 1-based line of each key of the top-level map `under` in a YAML file ({} when the
+    file or the map is not there): where a setting lives, for reports that point at it."""
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    for key, value in root.value:
+        if key.value == under and isinstance(value, yaml.MappingNode):
+            return {str(k.value): k.start_mark.line + 1 for k, _ in value.value}
+    return {}
+
+
 def read_json(path: Path) -> object:
     """A JSON document; a syntax error is `file:line:column: problem: fix it`."""
     try:

@@ -48,6 +48,8 @@ class Report(BaseModel):
     schema_: str = Field(default=SCHEMA, alias="schema")
     tool: str = "bulwark verify"
     generated_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # The inventory the hosts came from (repository-relative), for reports that point at it.
+    inventory: str | None = None
     hosts: list[HostResult] = Field(default_factory=list)
 
     model_config = {"populate_by_name": True}

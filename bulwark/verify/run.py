@@ -20,6 +20,7 @@ from bulwark.hosts.safety import vet
 from bulwark.hosts.ssh import Target
 from bulwark.settings.endpoints import split_target
 from bulwark.settings.hosts import harden_settings
+from bulwark.settings.load import repo_relative
 from bulwark.verify.controls import Control
 from bulwark.verify.probes import RATE_LIMIT_PAUSE
 from bulwark.verify.results import ControlResult, HostResult, Report
@@ -266,6 +267,7 @@ def run_verify(
     ban_probe: bool = False,
     probe_keys: list[Path] | None = None,
     select: str | None = None,
+    inventory: Path | None = None,
 ) -> Report:
     """Verify every target; the Report has one HostResult per target, trust control first.
 
@@ -276,7 +278,8 @@ def run_verify(
         work = _safe_dir(Path(tmp))
         config = work / "ssh_config"
         config.write_text(ssh_config(vetted, work))
-        trusted, report = {}, Report()
+        trusted = {}
+        report = Report(inventory=repo_relative(inventory) if inventory else None)
         for alias, t in vetted.items():
             result = check_trust(t, alias, config)
             report.hosts.append(HostResult(host=t.alias, controls=[result]))
