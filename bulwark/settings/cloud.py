@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from bulwark.budget import Budget, Clients, Pooler, Postgres, Tier, parse_tier, size_pools
 from bulwark.errors import ConfigError
+from bulwark.secretscan import secret_setting
 from bulwark.settings.load import read_yaml
 
 POOLER_PORT = 6432  # Cloud SQL's managed pooler listens here; the PgBouncer VM uses the same.
@@ -32,7 +33,6 @@ MANAGED_ENV = frozenset(
     {"DATABASE_URL", "REDIS_AUTH", "REDIS_HOST", "REDIS_PORT", "REDIS_CA_CERT",
      "DB_PREPARE_THRESHOLD", "DB_POOL_MAX_SIZE", "WEB_CONCURRENCY", "PORT"}
 )  # fmt: skip
-SECRET_LOOKING_ENV = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DSN)", re.I)
 
 
 def _cidr(value: str) -> str:
@@ -330,12 +330,13 @@ class ServiceSettings(BaseModel):
                     f"invokers: {member!r} is not an IAM member: use e.g. "
                     "serviceAccount:NAME@PROJECT.iam.gserviceaccount.com"
                 )
-        for name in self.env:
+        for name, value in self.env.items():
             if name in MANAGED_ENV:
                 raise ValueError(f"env: {name} is set by the stack: remove it")
-            if SECRET_LOOKING_ENV.search(name):
+            if why := secret_setting(name, value):
                 raise ValueError(
-                    f"env: {name} looks like a secret: keep it in Secret Manager, not config"
+                    f"env: {name} looks like a secret ({why}): keep it in Secret Manager, "
+                    "not config"
                 )
         return self
 

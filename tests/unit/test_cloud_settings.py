@@ -153,6 +153,11 @@ def test_the_three_stack_files_are_valid(stack: str) -> None:
             "test.yaml: bulwark:service.env: STRIPE_API_KEY looks like a secret",
         ),
         (
+            {"service": {"env": {"JWT_SIGNING": "q8Vz3LmN0pR7sT2uW5xY9aB4cD6eF1gH"}}},
+            "test.yaml: bulwark:service.env: JWT_SIGNING looks like a secret (its value looks "
+            "like a long random string",
+        ),
+        (
             {"network": {"subnet_cidr": "10.8.0.0/27"}},
             "test.yaml: bulwark:network.subnet_cidr: 10.8.0.0/27 has 28 usable addresses",
         ),

@@ -9,12 +9,11 @@ from typing import Any
 
 from bulwark.policy.rules.base import RULES, Resource
 from bulwark.policy.rules.types import RUN_IAM_BINDING, RUN_IAM_MEMBER, RUN_SERVICE
+from bulwark.secretscan import secret_setting
 
 DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 DEFAULT_COMPUTE_SA = re.compile(r"-compute@developer\.gserviceaccount\.com$")
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
-SECRET_NAME_RE = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DSN|DATABASE_URL|AUTH)")
-CREDENTIAL_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 EGRESS = ("PRIVATE_RANGES_ONLY", "ALL_TRAFFIC")
 
 
@@ -86,19 +85,12 @@ def run_secrets_from_secret_manager(res: Resource) -> Sequence[str]:
         for env in envs or ():
             if not isinstance(env, Mapping):
                 continue
-            name, value = str(env.get("name")), env.get("value")
-            if value is None:
-                continue
+            name = str(env.get("name"))
             # The value is never echoed: it may be the secret itself.
-            if SECRET_NAME_RE.search(name.upper()):
+            if why := secret_setting(name, env.get("value")):
                 found.append(
-                    f"env {name} has a plain value: move it to Secret Manager and use "
-                    "valueSource.secretKeyRef"
-                )
-            elif CREDENTIAL_IN_URL.search(str(value)):
-                found.append(
-                    f"env {name} holds a URL with a password: move it to Secret "
-                    "Manager and use valueSource.secretKeyRef"
+                    f"env {name} has a plain value and {why}: move it to Secret Manager and "
+                    "use valueSource.secretKeyRef"
                 )
     return found
 
