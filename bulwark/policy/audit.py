@@ -54,7 +54,7 @@ def stack_section(
             f"--policies-dir {policies_dir} is not a folder: pass the one holding waivers.yaml "
             "and config/<stack>.json (the repository's policies/)"
         )
-    waivers = load_waivers(policies_dir / "waivers.yaml")
+    waivers = load_waivers(policies_dir / "waivers.yaml", today)
     plan = run_plan(stack, stacks_dir)
     resources = [Resource(r.type, r.name, r.urn, r.inputs) for r in plan.resources]
     mine = check_waivers(

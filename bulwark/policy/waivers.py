@@ -19,6 +19,7 @@ from bulwark.errors import ConfigError
 from bulwark.settings.load import read_yaml
 
 WAIVERS_FILE = Path("policies/waivers.yaml")
+MAX_WAIVER_DAYS = 92  # a quarter: a waiver is reviewed at least that often
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
@@ -59,14 +60,15 @@ class WaiverFile(BaseModel):
     waivers: list[Waiver] = Field(default_factory=list)
 
 
-def load_waivers(path: Path) -> list[Waiver]:
+def load_waivers(path: Path, today: dt.date | None = None) -> list[Waiver]:
     """The waivers in `path` (none if it does not exist); a bad entry is a one-line ConfigError
-    naming the entry, the field and the fix."""
+    naming the entry, the field and the fix. The terms in policies/README.md hold for every
+    entry: none for prod, and an expiry at most a quarter after `today`."""
     if not path.exists():
         return []
     doc = read_yaml(path) or {}
     try:
-        return WaiverFile.model_validate(doc).waivers
+        waivers = WaiverFile.model_validate(doc).waivers
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = [str(p) for p in err["loc"]]
@@ -81,6 +83,20 @@ def load_waivers(path: Path) -> list[Waiver]:
         elif err["type"] == "string_too_short":
             msg = "too short: say who owns it and why, in words"
         raise ConfigError(f"{path}: {where}: {msg}") from None
+    horizon = (today or dt.date.today()) + dt.timedelta(days=MAX_WAIVER_DAYS)
+    for i, waiver in enumerate(waivers):
+        if waiver.stack == "prod":
+            raise ConfigError(
+                f"{path}: waivers[{i}].stack: prod takes no waivers: fix {waiver.resource} "
+                "instead (policies/README.md)"
+            )
+        if waiver.expires > horizon:
+            raise ConfigError(
+                f"{path}: waivers[{i}].expires: {waiver.expires.isoformat()} is more than a "
+                f"quarter away: set it to {horizon.isoformat()} or earlier, and review the "
+                "waiver then"
+            )
+    return waivers
 
 
 def check_waivers(

@@ -98,7 +98,7 @@ def test_a_public_invoker_set_through_config_fails_the_audit(tmp_path: Path) -> 
 
 
 def _waiver(**over: Any) -> dict[str, Any]:
-    return {"rule": "sql-ha-in-prod", "stack": "prod", "resource": "database-instance",
+    return {"rule": "sql-ha-in-prod", "stack": "staging", "resource": "database-instance",
             "owner": "platform@acme.example", "reason": "Zonal while the region is migrated.",
             "expires": "2026-12-31", **over}  # fmt: skip
 
@@ -115,7 +115,7 @@ def test_waived_failure_shows_as_waived_and_an_expired_one_fails(
         if r.type == t.SQL_INSTANCE else r
         for r in as_resources(prod_plan)
     ]  # fmt: skip
-    waiver = Waiver.model_validate(_waiver())
+    waiver = Waiver.model_validate(_waiver(stack="prod"))
     section = evaluate_stack("prod", resources, waivers=[waiver], today=TODAY)
     (ha,) = [c for c in section.controls if c.id == "sql-ha-in-prod"]
     assert ha.status == "waived"
@@ -146,6 +146,8 @@ def run_audit_like(section: Any) -> Any:
         ({"expires": "soon"}, "waivers[0].expires: not a date: use YYYY-MM-DD"),
         ({"owner": None}, "waivers[0].owner:"),
         ({"color": "red"}, "waivers[0].color: unknown field"),
+        ({"stack": "prod"}, "waivers[0].stack: prod takes no waivers: fix database-instance"),
+        ({"expires": "2099-01-01"}, "waivers[0].expires: 2099-01-01 is more than a quarter away"),
     ],
 )  # fmt: skip
 def test_a_bad_waiver_is_one_line_and_exit_2(
@@ -153,7 +155,7 @@ def test_a_bad_waiver_is_one_line_and_exit_2(
 ) -> None:
     waiver = {k: v for k, v in _waiver(**change).items() if v is not None}
     policies = _policies(tmp_path, [waiver])
-    result = _cli("audit", "-s", "prod", "--policies-dir", str(policies))
+    result = _cli("audit", "-s", "staging", "--policies-dir", str(policies))
     assert result.exit_code == 2, result.output
     assert expected in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -161,7 +163,7 @@ def test_a_bad_waiver_is_one_line_and_exit_2(
 
 def test_an_unneeded_waiver_is_a_note(tmp_path: Path) -> None:
     policies = _policies(tmp_path, [_waiver()])
-    audit = run_audit(["prod"], stacks_dir=STACKS_DIR, policies_dir=policies, today=TODAY)
+    audit = run_audit(["staging"], stacks_dir=STACKS_DIR, policies_dir=policies, today=TODAY)
     assert audit.ok
     assert any("waives nothing" in n for n in audit.notes)
 
