@@ -13,9 +13,13 @@ from bulwark.settings.cloud import CiSettings
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 
-# What `pulumi up` of this stack needs, predefined roles only (no owner/editor: CKV_GCP_117).
-# The stack manages IAM bindings, so the deployer can change IAM in this project: the
-# repository and branch pinned below are the real boundary; protect that branch.
+# What `pulumi up` of this stack needs from CI, predefined roles only (no owner/editor:
+# CKV_GCP_117), and nothing that lets the deployer make itself owner (the policy rule
+# iam-no-owner-escalation): it creates service accounts but cannot change IAM on them
+# (serviceAccountCreator, not serviceAccountAdmin), and it may grant project roles only to
+# the workloads' own list (a conditioned projectIamAdmin, only in stacks that grant any). So
+# the deployer's own grants, and who may act as which account, are applied by a project owner
+# (the first `pulumi up`, and any change to them); CI applies everything else.
 DEPLOYER_ROLES = (
     "roles/serviceusage.serviceUsageAdmin",  # enable the APIs
     "roles/compute.networkAdmin",  # VPC, subnets, router, NAT, peering range
@@ -26,10 +30,17 @@ DEPLOYER_ROLES = (
     "roles/redis.admin",  # Memorystore
     "roles/run.admin",  # Cloud Run service and its invoker bindings
     "roles/secretmanager.admin",  # secrets, versions, per-secret access
-    "roles/iam.serviceAccountAdmin",  # runtime and VM service accounts
+    "roles/iam.serviceAccountCreator",  # runtime and VM service accounts (create, not grant)
     "roles/iam.workloadIdentityPoolAdmin",  # this pool and provider
-    "roles/resourcemanager.projectIamAdmin",  # the VM account's logging/monitoring roles
+    "roles/iam.securityReviewer",  # read IAM policies, so refresh and drift previews work
 )
+PROJECT_IAM_ADMIN = "roles/resourcemanager.projectIamAdmin"
+
+
+def grant_only(roles: Sequence[str]) -> str:
+    """CEL that lets a projectIamAdmin grant (and revoke) these roles and no other."""
+    listed = ", ".join(f"'{role}'" for role in roles)
+    return f"api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly([{listed}])"
 
 
 def attribute_condition(settings: CiSettings) -> str:
@@ -46,12 +57,14 @@ def attribute_condition(settings: CiSettings) -> str:
 @dataclass(frozen=True)
 class GithubDeployerArgs:
     """+ settings: repository, its id, branch; + base_name: prefix of resource names;
-    + acts_as: service accounts (resource names) the deployer may deploy workloads as."""
+    + acts_as: service accounts (resource names) the deployer may deploy workloads as;
+    + grants: project roles the stack grants its workloads, the only ones the deployer may."""
 
     project: str
     base_name: str
     settings: CiSettings
     acts_as: Sequence[pulumi.Input[str]] = ()
+    grants: Sequence[str] = ()
 
 
 class GithubDeployer(pulumi.ComponentResource):
@@ -109,6 +122,22 @@ class GithubDeployer(pulumi.ComponentResource):
             )
             for role in DEPLOYER_ROLES
         ]
+        if args.grants:
+            self.roles.append(
+                gcp.projects.IAMMember(
+                    f"{name}-resourcemanager-projectIamAdmin",
+                    project=args.project,
+                    role=PROJECT_IAM_ADMIN,
+                    member=member,
+                    condition=gcp.projects.IAMMemberConditionArgs(
+                        title="workload roles only",
+                        description="Grant and revoke the roles this stack gives its "
+                        "workloads, and no other (no way to owner).",
+                        expression=grant_only(args.grants),
+                    ),
+                    opts=child,
+                )
+            )
         # actAs on the workloads' own accounts only, not on every account in the project.
         self.acts_as = [
             gcp.serviceaccount.IAMMember(

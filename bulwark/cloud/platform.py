@@ -13,7 +13,7 @@ from bulwark.cloud.ci import GithubDeployer, GithubDeployerArgs
 from bulwark.cloud.database import PostgresArgs, PostgresDatabase
 from bulwark.cloud.driver import driver_settings
 from bulwark.cloud.network import Network, NetworkArgs
-from bulwark.cloud.pooler import PoolerArgs, TransactionPooler, managed_pool_flags
+from bulwark.cloud.pooler import VM_ROLES, PoolerArgs, TransactionPooler, managed_pool_flags
 from bulwark.cloud.project import ProjectApis
 from bulwark.cloud.service import CloudRunArgs, CloudRunService
 from bulwark.errors import ConfigError
@@ -159,11 +159,15 @@ def build(settings: CloudSettings) -> dict[str, pulumi.Input[object]]:
         opts=after_apis,
     )
     acts_as = [service.account.name]
+    grants: tuple[str, ...] = ()
     if s.pooler.mode == "pgbouncer":
         acts_as.append(pooler.account.name)
+        grants = VM_ROLES
     ci = GithubDeployer(
         "ci",
-        GithubDeployerArgs(project=s.project, base_name=base, settings=s.ci, acts_as=acts_as),
+        GithubDeployerArgs(
+            project=s.project, base_name=base, settings=s.ci, acts_as=acts_as, grants=grants
+        ),
         opts=after_apis,
     )
 

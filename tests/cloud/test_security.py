@@ -301,3 +301,22 @@ def test_deployer_acts_as_only_the_workload_accounts(plan: Plan) -> None:
     if plan.settings.pooler.mode == "pgbouncer":
         expected.add(f"{plan.settings.name}-pgbouncer")
     assert targets == expected
+
+
+def test_the_deployer_holds_nothing_it_could_make_itself_owner_with(plan: Plan) -> None:
+    """No serviceAccountAdmin, keyAdmin or unconditioned projectIamAdmin; where the stack grants
+    project roles to its workloads (PgBouncer mode), projectIamAdmin may grant those only."""
+    deployer = f"serviceAccount:{plan.settings.name}-deployer@"
+    grants = [r for r in plan.of_type(PROJECT_IAM) if r.inputs["member"].startswith(deployer)]
+    roles = {r.inputs["role"] for r in grants}
+    assert not roles & {"roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountKeyAdmin",
+                        "roles/iam.securityAdmin", "roles/owner", "roles/editor"}  # fmt: skip
+    admin = [r for r in grants if r.inputs["role"] == "roles/resourcemanager.projectIamAdmin"]
+    if plan.settings.pooler.mode == "pgbouncer":
+        (only,) = admin
+        assert only.inputs["condition"]["expression"] == (
+            "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', [])"
+            ".hasOnly(['roles/logging.logWriter', 'roles/monitoring.metricWriter'])"
+        )
+    else:
+        assert admin == []

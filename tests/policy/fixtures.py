@@ -183,6 +183,14 @@ VIOLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "iam-no-user-managed-sa-keys": [(t.SA_KEY, {})],
     "iam-no-project-impersonation": [(t.PROJECT_IAM_MEMBER,
                                       {"role": "roles/iam.serviceAccountTokenCreator"})],
+    "iam-no-owner-escalation": [
+        (t.PROJECT_IAM_MEMBER, {"role": "roles/resourcemanager.projectIamAdmin"}),
+        (t.PROJECT_IAM_MEMBER, {"role": "roles/iam.serviceAccountAdmin"}),
+        (t.PROJECT_IAM_MEMBER, {"role": "roles/iam.serviceAccountKeyAdmin"}),
+        (t.PROJECT_IAM_MEMBER, {"role": "roles/resourcemanager.projectIamAdmin", "condition": {
+            "title": "t", "expression": "api.getAttribute('iam.googleapis.com/modifiedGrants"
+            "ByRole', []).hasOnly(['roles/logging.logWriter', 'roles/owner'])"}}),
+    ],
     "secret-access-per-secret": [(t.PROJECT_IAM_MEMBER,
                                   {"role": "roles/secretmanager.secretAccessor"})],
     "secret-accessor-read-only": [(t.SECRET_IAM_MEMBER, {"role": "roles/secretmanager.admin"})],

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from bulwark.policy.rules import RULES, Finding, NotApplicable, Resource, Rule
+from bulwark.policy.rules import types as t
 from bulwark.policy.rules.base import ID_RE, SEVERITIES
 
 from .fixtures import ALWAYS_VIOLATING, GOOD, VIOLATIONS, resource
@@ -143,3 +144,21 @@ def test_readme_rules_table_is_generated_from_the_metadata() -> None:
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert rules_table() in readme, "README is stale: paste `bulwark audit --list-rules`"
+
+
+def test_a_conditioned_grant_of_harmless_roles_and_a_human_admin_are_not_escalation() -> None:
+    check = RULES["iam-no-owner-escalation"].check
+    assert check is not None
+    admin = {"role": "roles/resourcemanager.projectIamAdmin"}
+
+    def grant(**changes: object) -> Resource:
+        return resource(t.PROJECT_IAM_MEMBER, {**admin, **changes})
+
+    limited = (
+        "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', [])"
+        ".hasOnly(['roles/logging.logWriter', 'roles/monitoring.metricWriter'])"
+    )
+    assert check(grant(condition={"title": "t", "expression": limited})) == []
+    assert check(grant(member="user:ops@acme.example")) == []
+    timed = "request.time < timestamp('2030-01-01T00:00:00Z')"
+    assert check(grant(condition={"title": "t", "expression": timed}))

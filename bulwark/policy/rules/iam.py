@@ -25,6 +25,25 @@ PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 IMPERSONATION_ROLES = ("roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator")
 SECRET_READ_ROLES = ("roles/secretmanager.secretAccessor",)
 KMS_MAX_ROTATION_SECONDS = 90 * 24 * 3600
+# Project roles from which their holder can make itself owner: change the project's IAM policy,
+# change IAM on (or mint keys for) any service account, define roles, or impersonate through
+# federation. (Basic roles and project-wide actAs/token minting have rules of their own.)
+ESCALATING_ROLES = frozenset({
+    "roles/resourcemanager.projectIamAdmin", "roles/iam.securityAdmin",
+    "roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountKeyAdmin",
+    "roles/iam.workloadIdentityUser", "roles/iam.roleAdmin",
+    "roles/resourcemanager.organizationAdmin", "roles/resourcemanager.folderIamAdmin",
+    "roles/deploymentmanager.editor",
+})  # fmt: skip
+# What a conditioned projectIamAdmin must never be able to hand out.
+NEVER_GRANTED = ESCALATING_ROLES | set(BASIC_ROLES) | set(IMPERSONATION_ROLES)
+# A grant of these is safe when an IAM condition lets it grant only listed, harmless roles.
+GRANTING_ROLES = frozenset({"roles/resourcemanager.projectIamAdmin", "roles/iam.securityAdmin"})
+GRANT_LIMIT = re.compile(
+    r"^api\.getAttribute\('iam\.googleapis\.com/modifiedGrantsByRole', \[\]\)"
+    r"\.hasOnly\(\[([^\]]*)\]\)$"
+)
+AUTOMATION_MEMBER = re.compile(r"^(serviceAccount:|principal://|principalSet://)")
 
 
 def _members(res: Resource) -> list[str]:
@@ -246,3 +265,48 @@ def kms_rotation_90_days(res: Resource) -> Sequence[str]:
     if seconds is not None and 0 < seconds <= KMS_MAX_ROTATION_SECONDS:
         return []
     return [f"rotationPeriod is {res.get('rotationPeriod') or 'unset'}: set 7776000s or less"]
+
+
+def _granted_only(res: Resource) -> list[str] | None:
+    """The roles a conditioned grant may hand out, or None when its condition does not limit
+    them (no condition, or one that is not a plain `modifiedGrantsByRole` allow-list)."""
+    expression = res.get("condition.expression")
+    found = GRANT_LIMIT.match(str(expression).strip()) if expression else None
+    if found is None:
+        return None
+    return [part.strip().strip("'\"") for part in found[1].split(",") if part.strip()]
+
+
+@RULES.resource(
+    "iam-no-owner-escalation",
+    types=(PROJECT_IAM_MEMBER, PROJECT_IAM_BINDING),
+    title="No CI or workload identity holds a project role it could make itself owner with",
+    severity="critical",
+    family="iam",
+    rationale="A deployer or workload that can change the project's IAM policy, or IAM on any "
+    "service account, or mint keys or tokens for them, is one API call from owner: a stolen CI "
+    "token, or a compromised app, takes the whole project.",
+    remediation="Grant the narrow role (iam.serviceAccountCreator, per-account "
+    "serviceAccountUser); where the stack must grant roles, condition projectIamAdmin with "
+    "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly([...]) listing "
+    "harmless roles only.",
+)
+def iam_no_owner_escalation(res: Resource) -> Sequence[str]:
+    role = res.get("role")
+    automation = [m for m in _members(res) if AUTOMATION_MEMBER.match(m)]
+    if role not in ESCALATING_ROLES or not automation:
+        return []
+    if role in GRANTING_ROLES:
+        allowed = _granted_only(res)
+        if allowed is not None and not set(allowed) & NEVER_GRANTED:
+            return []
+        if allowed is not None:
+            bad = sorted(set(allowed) & NEVER_GRANTED)
+            return [
+                f"{role} for {automation[0]} may grant {', '.join(bad)}: remove them from "
+                "the condition's list"
+            ]
+    return [
+        f"{role} lets {automation[0]} make itself owner: grant a narrower role, or condition "
+        "it to the roles it must grant"
+    ]
