@@ -15,21 +15,16 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from rich.tree import Tree
 
 from bulwark.errors import BulwarkError, ConfigError, ExitCode
-from bulwark.hosts import bootstrap as bs
-from bulwark.hosts.harden import run_harden
-from bulwark.hosts.keys import ensure_key, hardened_sshd_refuses, load_key
-from bulwark.hosts.safety import vet
-from bulwark.hosts.ssh import Login, Target
-from bulwark.settings.docs import cloud_settings_table, settings_table
-from bulwark.settings.endpoints import check_host, check_login_user, check_path, check_port
-from bulwark.settings.hosts import deploy_user as make_deploy_user
+from bulwark.settings.endpoints import check_login_user, check_path
 
+# Every command imports what it uses when it runs (the noqa PLC0415 lines below): `bulwark
+# --help` and the cloud commands load no SSH, pyinfra or host code, and the host commands no
+# Pulumi.
 if TYPE_CHECKING:
     from bulwark.cloud.plan import Plan
+    from bulwark.hosts import bootstrap as bs
     from bulwark.lab import vm as lab
     from bulwark.policy.evaluate import Audit
     from bulwark.verify.results import HostResult
@@ -194,6 +189,8 @@ def lab_list(
     if not vms:
         out.print("no lab VMs running")
         return
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table("name", "distro", "auth", "ssh", "forwards", "accel", "pid")
     for vm in vms:
         fwd = ", ".join(f"{g}->{h}" for g, h in vm.forwards.items())
@@ -231,6 +228,7 @@ def lab_ssh(
     ] = None,
 ) -> None:
     """Open ssh to a lab VM (extra arguments are the remote command)."""
+    from bulwark.hosts.keys import load_key  # noqa: PLC0415
     from bulwark.lab import vm as lab  # noqa: PLC0415
 
     checked("--user", check_login_user, user)
@@ -292,6 +290,13 @@ def bootstrap(
 
     # Everything is checked, and the name resolved and judged not to be this machine, before a
     # password is asked for, a key is created or a connection is opened.
+    from bulwark.hosts import bootstrap as bs  # noqa: PLC0415 - SSH loads only for host commands
+    from bulwark.hosts.keys import ensure_key, hardened_sshd_refuses, load_key  # noqa: PLC0415
+    from bulwark.hosts.safety import vet  # noqa: PLC0415
+    from bulwark.hosts.ssh import Login, Target  # noqa: PLC0415
+    from bulwark.settings.endpoints import check_host, check_port  # noqa: PLC0415
+    from bulwark.settings.hosts import deploy_user as make_deploy_user  # noqa: PLC0415
+
     target = Target(checked("host", check_host, host), checked("--port", check_port, port))
     checked("--user", check_login_user, user)
     for option, path in (("--key", key), ("--deploy-key", deploy_key), ("--trust-dir", trust_dir)):
@@ -382,6 +387,9 @@ def _print_plan(result: Plan) -> None:
         f"{len(result.resources)} resources",
         highlight=False,
     )
+    from rich.table import Table  # noqa: PLC0415
+    from rich.tree import Tree  # noqa: PLC0415
+
     tree = Tree(f"[dim]{s.name}[/dim]")
     nodes: dict[str | None, Tree] = {None: tree}
     for _, res in result.walk():
@@ -437,6 +445,9 @@ def audit(
     list_rules: Annotated[
         bool, typer.Option("--list-rules", help="Print the rules table (Markdown) and exit.")
     ] = False,
+    every_stack: Annotated[
+        bool, typer.Option("--all", help="Every stack in --stacks-dir, in one run and report.")
+    ] = False,
 ) -> None:
     """Audit stacks (policy rules on the mock run) and hosts (verify results): one report.
 
@@ -450,10 +461,20 @@ def audit(
         return
     if fmt not in FORMATS:
         raise ConfigError(f"--format: {fmt!r} is not a format: use one of {', '.join(FORMATS)}")
-    if not stack and not hosts:
-        raise ConfigError("--stack: nothing to audit: pass --stack S and/or --hosts results.json")
+    stacks = list(stack or [])
+    if every_stack:
+        from bulwark.policy.audit import known_stacks  # noqa: PLC0415
+
+        found = known_stacks(stacks_dir)
+        if not found:
+            raise ConfigError(f"--all: no Pulumi.<stack>.yaml in {stacks_dir}: pass --stacks-dir")
+        stacks += [s for s in found if s not in stacks]
+    if not stacks and not hosts:
+        raise ConfigError(
+            "--stack: nothing to audit: pass --stack S, --all and/or --hosts results.json"
+        )
     writable(out_file, "--out")
-    result = run_audit(stack or [], hosts or [], stacks_dir=stacks_dir, policies_dir=policies_dir)
+    result = run_audit(stacks, hosts or [], stacks_dir=stacks_dir, policies_dir=policies_dir)
     text = render(result, fmt)
     if out_file is not None:
         out_file.write_text(text, encoding="utf-8")
@@ -478,6 +499,8 @@ def settings(
     ] = False,
 ) -> None:
     """Print the table of hardening settings (defaults and reasons) as Markdown."""
+    from bulwark.settings.docs import cloud_settings_table, settings_table  # noqa: PLC0415
+
     table = cloud_settings_table() if cloud else settings_table()
     out.print(table, markup=False, highlight=False, soft_wrap=True)
 
@@ -495,6 +518,8 @@ def harden(
     diff: Annotated[bool, typer.Option("--diff", help="Show file differences.")] = False,
 ) -> None:
     """Harden hosts with pyinfra: SSH, firewall, fail2ban, updates, kernel (lockout-safe)."""
+    from bulwark.hosts.harden import run_harden  # noqa: PLC0415 - pyinfra only for harden
+
     run = run_harden(inventory, limit=limit, dry=dry, diff=diff)
     if dry:
         out.print(f"{len(run.planned)} operations would change {', '.join(run.hosts)}")

@@ -299,3 +299,12 @@ def test_policy_config_states_what_the_stack_assumes(stack: str) -> None:
     assert budget["rollout_surge_percent"] == plan.settings.service.rollout_surge_percent
     assert budget["reserved_connections"] == plan.settings.database.reserved_connections
     enforcement_levels(config, list(RULES))  # valid levels and ids
+
+
+def test_all_audits_every_stack_file_in_one_report(tmp_path: Path) -> None:
+    out = tmp_path / "audit.json"
+    result = _cli("audit", "--all", "-f", "json", "-o", str(out), "--policies-dir",
+                  str(POLICIES_DIR))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    names = [s["name"] for s in json.loads(out.read_text())["sections"]]
+    assert names == ["stack dev", "stack prod", "stack staging"]

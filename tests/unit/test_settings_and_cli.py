@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,16 @@ def test_bootstrap_to_this_machine_is_refused_before_anything_happens(
 def test_readme_settings_table_is_generated_from_the_declarations() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert settings_table() in readme, "README is stale: paste the output of `bulwark settings`"
+
+
+def test_the_cli_loads_no_ssh_pyinfra_or_pulumi_code_until_a_command_needs_it() -> None:
+    """`bulwark --help` and the cloud commands start fast: host code (paramiko, pyinfra) and
+    Pulumi load inside the commands that use them."""
+    code = (
+        "import sys, bulwark.cli; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'paramiko', 'pyinfra', 'pyinfra_cli', 'testinfra', 'pulumi', 'pulumi_gcp', "
+        "'psycopg', 'cryptography', 'psutil'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
