@@ -139,3 +139,27 @@ def test_an_unknown_value_is_undecided_never_a_pass_or_a_failure(
     assert mine[0].level == "advisory"
     assert "during preview" in mine[0].message
     assert rule_id not in violated(found)
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "path"),
+    [
+        ("connection-budget-fits", "template.scaling.maxInstanceCount"),
+        # An output of the service account resource: unknown in every first preview.
+        ("runtime-sa-dedicated", "template.serviceAccount"),
+    ],
+)
+def test_a_stack_rule_on_an_unknown_value_is_undecided(
+    engine: Engine, rule_id: str, path: str
+) -> None:
+    engine.configure(POLICIES_DIR / "config" / "prod.json")
+    resources = [
+        with_unknown(r, path) if r.type == "gcp:cloudrunv2/service:Service" else r
+        for r in STACK_GOOD[0]()
+    ]
+    found = engine.analyze_stack(resources)
+    mine = [d for d in found if d.policy == rule_id]
+    assert len(mine) == 1, found
+    assert mine[0].level == "advisory"
+    assert "during preview" in mine[0].message
+    assert rule_id not in violated(found)
