@@ -1,4 +1,6 @@
-"""Benchmark: `bulwark plan` for the dev, staging and prod stacks (target: under 5 s together).
+"""Benchmark: `bulwark plan` for the dev, staging and prod stacks (target: under 5 s together),
+`bulwark audit --all` for the three in one process (target: under 2.5 s with bytecode cached),
+and `bulwark --help` (target: under 0.5 s).
 
     uv run python bench/plan.py [--repeat 3]
 
@@ -55,6 +57,28 @@ def timed_plan(stacks: tuple[str, ...], env: dict[str, str]) -> float:
     return elapsed
 
 
+def timed_command(args: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "bulwark", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"bulwark {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return elapsed
+
+
+def measure_commands(label: str, env: dict[str, str], repeat: int) -> dict[str, float]:
+    """`bulwark audit --all` (three stacks, one report) and `bulwark --help`, medians."""
+    found = {}
+    for name, args in (("audit --all", ["audit", "--all", "-f", "json"]), ("--help", ["--help"])):
+        times = [timed_command(args, env) for _ in range(repeat)]
+        found[name] = statistics.median(times)
+        print(f"{label:5} {name:12} " + "  ".join(f"{t:5.2f}" for t in times), flush=True)
+    return found
+
+
 def in_process(env: dict[str, str]) -> dict[str, object]:
     done = subprocess.run(
         [sys.executable, "-c", IN_PROCESS],
@@ -89,10 +113,14 @@ def main() -> None:
         cold_env = env_for(cold_cache, write=False)
         cold = measure("cold", cold_env, args.repeat)
         cold_all = measure_together("cold", cold_env, args.repeat)
-        timed_plan(("dev",), env_for(warm_cache, write=True))  # fill the warm cache, untimed
+        cold_commands = measure_commands("cold", cold_env, args.repeat)
+        fill = env_for(warm_cache, write=True)  # fill the warm cache, untimed
+        timed_plan(("dev",), fill)
+        timed_command(["audit", "--all", "-f", "json"], fill)
         warm_env = env_for(warm_cache, write=False)
         warm = measure("warm", warm_env, args.repeat)
         warm_all = measure_together("warm", warm_env, args.repeat)
+        warm_commands = measure_commands("warm", warm_env, args.repeat)
         together = in_process(warm_env)
 
     print()
@@ -104,6 +132,15 @@ def main() -> None:
             f"| {label} | {cells} | {sum(medians.values()):.2f} s {_verdict(sum(medians.values()))}"
             f" | {together_s:.2f} s {_verdict(together_s)} |"
         )
+    print()
+    print("| bytecode | `bulwark audit --all` (3 stacks) | `bulwark --help` |")
+    print("|---|---|---|")
+    for label, found in (("cold", cold_commands), ("warm", warm_commands)):
+        audit, help_ = found["audit --all"], found["--help"]
+        print(
+            f"| {label} | {audit:.2f} s {_target(audit, 2.5)} | {help_:.2f} s "
+            f"{_target(help_, 0.5)} |"
+        )
     runs = together["runs"]
     assert isinstance(runs, dict)
     per_stack = ", ".join(f"{s} {runs[s][0]:.2f} s ({runs[s][1]} resources)" for s in STACKS)
@@ -112,6 +149,10 @@ def main() -> None:
         f"\nOne process, warm: imports {together['import']:.2f} s, then {per_stack}; "
         f"{total:.2f} s in all."
     )
+
+
+def _target(seconds: float, limit: float) -> str:
+    return f"(< {limit} s: {'met' if seconds < limit else 'not met'})"
 
 
 def _verdict(seconds: float) -> str:
