@@ -1,10 +1,11 @@
 """The host side of verify's probe window (bulwark/verify/window.py says why).
 
 This file is sent to the host and run there as root with `python3 -c` before the outside
-probes: standard library only, Python 3.9 and later (Debian 11 onwards). Arguments: the
-window's seconds, the number of connections the probes open at once. It prints a `room:` line
-and a `window:` line. Its pure parts (`xt_recent_stamps`, `room_wait`, `covered`) are unit
-tested on the controller.
+probes: standard library only, Python 3.9 and later (Debian 11 onwards). Arguments: `window`,
+the window's seconds and the number of connections the probes open at once (it prints a
+`room:` line and a `window:` line); or `room` and a number of connections (the `room:` line).
+Its pure parts (`xt_recent_stamps`, `room_wait`, `covered`) are unit tested on the
+controller.
 """
 
 from __future__ import annotations
@@ -183,8 +184,13 @@ def open_window(client: str, seconds: int) -> str:
 
 
 def main(argv: list[str]) -> None:
-    seconds, needed = int(argv[1]), int(argv[2])
+    """`window SECONDS NEEDED`: room for NEEDED connections, then the window; `room NEEDED`:
+    the room alone (the ban probe paces its tries with it)."""
     client = controller()
+    if argv[1] == "room":
+        print("room: " + (make_room(client, int(argv[2])) if client else "unknown"))
+        return
+    seconds, needed = int(argv[2]), int(argv[3])
     if client is None:
         print("room: unknown")
         print("window: not opened: this session's client address is unknown")

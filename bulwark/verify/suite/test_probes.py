@@ -36,7 +36,9 @@ def fail2ban_window(host: Any, state: HostState) -> str:
     its own operator (bulwark/verify/window.py says how and why). The snapshot starts first,
     so its reads overlap this one."""
     state.start()
-    done = host.run("python3 -c %s %s %s", OPEN_WINDOW, str(WINDOW_SECONDS), str(PROBE_CONNECTIONS))
+    done = host.run(
+        "python3 -c %s window %s %s", OPEN_WINDOW, str(WINDOW_SECONDS), str(PROBE_CONNECTIONS)
+    )
     return str(done.stdout.strip())
 
 
