@@ -50,8 +50,12 @@ def error_line(message: str) -> None:
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+_said: list[str] = []  # what the run already told the user it ended with
+
+
 def interrupted_line(note: str = "") -> None:
     err.print(f"[yellow]interrupted[/yellow]{escape(note)}", highlight=False, soft_wrap=True)
+    _said.append("interrupted")
 
 
 def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -764,6 +768,9 @@ def run(args: list[str] | None = None) -> int:
         # The reader went away (`bulwark ... | head`): nothing more to say to it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return int(ExitCode.OK)
+    if code == ExitCode.INTERRUPTED and "interrupted" not in _said:
+        # typer turns Ctrl-C outside a command (while it parses or loads) into a silent 130.
+        interrupted_line()
     return code if isinstance(code, int) else int(ExitCode.OK)
 
 
