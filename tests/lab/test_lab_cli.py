@@ -222,8 +222,9 @@ def test_an_inventory_host_that_resolves_to_this_machine_stops_the_run_first(
                     "the machine it runs on (use `bulwark lab up` for a local test host)"
                 ]
             logins = s.run(
+                # sshd's own lines start with it; sudo's record of this very command does not.
                 f"journalctl -u ssh --after-cursor={shlex.quote(cursor)} -o cat | "
-                "grep 'Accepted publickey' || true",
+                "grep '^Accepted publickey' || true",
                 sudo=True,
             )
             assert logins.stdout.strip() == "", f"the lab VPS was logged in to: {logins.stdout}"
