@@ -308,6 +308,8 @@ def bootstrap(
             checked(option, check_path, path)
     if trust_dir.exists() and not trust_dir.is_dir():
         raise ConfigError(f"--trust-dir {trust_dir} is a file: pass a folder (default: hosts)")
+    store = bs.TrustStore(trust_dir)
+    store.check()
     deploy = make_deploy_user(deploy_user, deploy_key)
     if key is None and password_env is None and not ask_password:
         raise ConfigError(
@@ -328,7 +330,6 @@ def bootstrap(
     operator_key, created = ensure_key(deploy.key_path)
     if created and not as_json:
         out.print(f"created operator key {deploy.key_path} (0600) and {deploy.key_path}.pub")
-    store = bs.TrustStore(trust_dir)
     with progress() as say:
         say(f"bootstrapping {target}")
         report = bs.bootstrap(target, first, deploy, operator_key, store)

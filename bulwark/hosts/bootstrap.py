@@ -97,6 +97,10 @@ class TrustStore:
     def proof_for(self, target: Target) -> AccessProof | None:
         return self._load().get(str(target))
 
+    def check(self) -> None:
+        """Refuse a proofs file of the wrong shape now, not after a run has changed a host."""
+        self._load()
+
 
 _PROOFS = TypeAdapter(dict[str, AccessProof])
 

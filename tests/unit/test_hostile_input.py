@@ -118,6 +118,7 @@ CASES = [
     Case("bootstrap-ask-password-no-tty", ("bootstrap", REMOTE, "--ask-password"), r"needs a terminal"),
     Case("bootstrap-no-credential", ("bootstrap", REMOTE), r"no first-contact credential"),
     Case("bootstrap-unknown-option", ("bootstrap", REMOTE, "--bogus"), r"No such option: --bogus"),
+    Case("bootstrap-proofs-wrong-shape", ("bootstrap", REMOTE, "--trust-dir", "{trust}/list", "--password-env", "PW"), r"access-proofs\.json: the file: use a valid dictionary"),
     # ------------------------------------------------------------------ harden
     Case("harden-missing-inventory", ("harden", "{inv}/nosuch.py"), r"does not exist"),
     Case("harden-name-error", ("harden", "{inv}/name_error.py"), r"name_error\.py:1: inventory could not be loaded \(NameError"),
