@@ -64,13 +64,20 @@ def test_fail2ban_bans(host: Any, endpoint: Endpoint, pytestconfig: pytest.Confi
             failed_logins(endpoint, attempts=BURST)
             banned = _banned(host, client)
         assert client in banned, f"{client} is not banned after repeated failures:\n{banned}"
-        assert ssh_refused(endpoint), "banned, but a new connection still reaches sshd"
+        # fail2ban lists the ban as its action starts; the firewall rule follows a moment later.
+        assert _enforced(endpoint), "banned, but a new connection still reaches sshd"
     finally:
         # The control connection predates the ban (established traffic passes): unban with it.
         restore = f"fail2ban-client set sshd unbanip {client}; "
         restore += f"fail2ban-client set recidive unbanip {client} 2>/dev/null; "
         if ignored is not None:
             restore += f"fail2ban-client set sshd addignoreip {ignored}; "
+        # A ban whose firewall rule was still being written when the unban ran would leave the
+        # rule behind, and this controller shut out: take out any that fail2ban no longer has.
+        restore += (
+            f"sleep 2; while ufw status | grep -qE 'REJECT IN +{client}( |$)'; do "
+            f"ufw delete reject from {client} to any >/dev/null || break; done; "
+        )
         host.run("sh -c %s", restore + "true")  # fail2ban-client exits 255 on a missing jail
     _room(host, 1)  # the tries above are still in UFW's window
     assert not ssh_refused(endpoint), "still refused after the unban"
@@ -79,6 +86,16 @@ def test_fail2ban_bans(host: Any, endpoint: Endpoint, pytestconfig: pytest.Confi
 def _room(host: Any, connections: int) -> None:
     """Wait until `connections` new SSH connections from here fit under UFW's rate limit."""
     host.run("python3 -c %s room %s", OPEN_WINDOW, str(connections))
+
+
+def _enforced(endpoint: Endpoint, seconds: float = 30) -> bool:
+    """Whether new connections are refused within `seconds` (the ban's firewall rule is live)."""
+    deadline = time.monotonic() + seconds
+    while not ssh_refused(endpoint):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(2)
+    return True
 
 
 def _banned(host: Any, client: str, seconds: float = 30) -> str:
