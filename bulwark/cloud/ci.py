@@ -35,6 +35,18 @@ DEPLOYER_ROLES = (
     "roles/iam.securityReviewer",  # read IAM policies, so refresh and drift previews work
 )
 PROJECT_IAM_ADMIN = "roles/resourcemanager.projectIamAdmin"
+# What a pull request's `pulumi preview` may read, and nothing it could change or decrypt with:
+# the services' own viewer roles (no basic roles/viewer, no secret payloads, no actAs). The
+# state bucket and the secrets key are outside the stack; the README grants them.
+READER_ROLES = (
+    "roles/serviceusage.serviceUsageViewer",  # which APIs are on
+    "roles/compute.viewer",  # VPC, subnets, router, firewall, the PgBouncer VM
+    "roles/cloudsql.viewer",  # the instance, its databases and users
+    "roles/redis.viewer",  # Memorystore
+    "roles/run.viewer",  # the service
+    "roles/secretmanager.viewer",  # secrets' metadata, not their values
+    "roles/iam.securityReviewer",  # IAM policies (the grants are resources of the stack)
+)
 
 
 def grant_only(roles: Sequence[str]) -> str:
@@ -43,15 +55,57 @@ def grant_only(roles: Sequence[str]) -> str:
     return f"api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly([{listed}])"
 
 
-def attribute_condition(settings: CiSettings) -> str:
-    """CEL that admits tokens of one repository (and id, if known) on one branch only."""
-    parts = [
-        f"assertion.repository == '{settings.github_repository}'",
-        f"assertion.ref == 'refs/heads/{settings.branch}'",
-    ]
+def attribute_condition(settings: CiSettings, *, pull_requests: bool = False) -> str:
+    """CEL that admits tokens of one repository (and id, if known) on one branch only; with
+    `pull_requests`, of pull requests into that branch instead (the read-only previewer)."""
+    parts = [f"assertion.repository == '{settings.github_repository}'"]
+    if pull_requests:
+        parts += [
+            "assertion.event_name == 'pull_request'",
+            f"assertion.base_ref == '{settings.branch}'",
+        ]
+    else:
+        parts.append(f"assertion.ref == 'refs/heads/{settings.branch}'")
     if settings.github_repository_id:
         parts.append(f"assertion.repository_id == '{settings.github_repository_id}'")
     return " && ".join(parts)
+
+
+def github_provider(
+    name: str,
+    pool: gcp.iam.WorkloadIdentityPool,
+    condition: str,
+    child: pulumi.ResourceOptions,
+    *,
+    project: str,
+    display_name: str,
+) -> gcp.iam.WorkloadIdentityPoolProvider:
+    """GitHub's OIDC issuer in `pool`, with the claims the conditions and principals use."""
+    return gcp.iam.WorkloadIdentityPoolProvider(
+        name,
+        project=project,
+        workload_identity_pool_id=pool.workload_identity_pool_id,
+        workload_identity_pool_provider_id="github",
+        display_name=display_name,
+        attribute_mapping={
+            "google.subject": "assertion.sub",
+            "attribute.repository": "assertion.repository",
+            "attribute.repository_id": "assertion.repository_id",
+            "attribute.ref": "assertion.ref",
+        },
+        attribute_condition=condition,
+        oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=GITHUB_ISSUER),
+        opts=child,
+    )
+
+
+def repository_principals(
+    pool: gcp.iam.WorkloadIdentityPool, repository: str
+) -> pulumi.Output[str]:
+    """Every identity of `pool` from one repository (the pool's provider admits no other)."""
+    return pool.name.apply(
+        lambda name: f"principalSet://iam.googleapis.com/{name}/attribute.repository/{repository}"
+    )
 
 
 @dataclass(frozen=True)
@@ -88,21 +142,13 @@ class GithubDeployer(pulumi.ComponentResource):
             description=f"Deploys of {s.github_repository} ({s.branch})",
             opts=child,
         )
-        self.provider = gcp.iam.WorkloadIdentityPoolProvider(
+        self.provider = github_provider(
             f"{name}-provider",
+            self.pool,
+            attribute_condition(s),
+            child,
             project=args.project,
-            workload_identity_pool_id=self.pool.workload_identity_pool_id,
-            workload_identity_pool_provider_id="github",
             display_name="GitHub OIDC",
-            attribute_mapping={
-                "google.subject": "assertion.sub",
-                "attribute.repository": "assertion.repository",
-                "attribute.repository_id": "assertion.repository_id",
-                "attribute.ref": "assertion.ref",
-            },
-            attribute_condition=attribute_condition(s),
-            oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=GITHUB_ISSUER),
-            opts=child,
         )
         self.account = gcp.serviceaccount.Account(
             f"{name}-sa",
@@ -154,12 +200,78 @@ class GithubDeployer(pulumi.ComponentResource):
             f"{name}-wif-user",
             service_account_id=self.account.name,
             role="roles/iam.workloadIdentityUser",
-            member=self.pool.name.apply(
-                lambda pool: (
-                    f"principalSet://iam.googleapis.com/{pool}/attribute.repository/"
-                    f"{s.github_repository}"
-                )
-            ),
+            member=repository_principals(self.pool, s.github_repository),
+            opts=child,
+        )
+        self.provider_name = self.provider.name
+        self.service_account = self.account.email
+        self.register_outputs(
+            {"provider_name": self.provider_name, "service_account": self.service_account}
+        )
+
+
+@dataclass(frozen=True)
+class GithubReaderArgs:
+    """+ settings: repository, its id, branch; + base_name: prefix of resource names."""
+
+    project: str
+    base_name: str
+    settings: CiSettings
+
+
+class GithubReader(pulumi.ComponentResource):
+    """What a pull request's `pulumi preview` runs as: its own pool (so no token it admits can
+    reach the deployer), a provider admitting pull requests into the branch, and an account
+    with read roles only (the rule wif-pull-requests-read-only holds it to that).
+
+    Outputs: `provider_name` and `service_account`, as for the deployer.
+    """
+
+    def __init__(
+        self, name: str, args: GithubReaderArgs, *, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("bulwark:ci:GithubReader", name, None, opts)
+        child = child_options(self, opts)
+        s = args.settings
+        self.pool = gcp.iam.WorkloadIdentityPool(
+            f"{name}-pool",
+            project=args.project,
+            workload_identity_pool_id=f"{args.base_name}-github-ro",
+            display_name="GitHub Actions (previews)",
+            description=f"Pull requests into {s.branch} of {s.github_repository}: read only",
+            opts=child,
+        )
+        self.provider = github_provider(
+            f"{name}-provider",
+            self.pool,
+            attribute_condition(s, pull_requests=True),
+            child,
+            project=args.project,
+            display_name="GitHub OIDC (pull requests)",
+        )
+        self.account = gcp.serviceaccount.Account(
+            f"{name}-sa",
+            project=args.project,
+            account_id=f"{args.base_name}-reader",
+            display_name="CI previewer, read only (bulwark)",
+            opts=child,
+        )
+        member = self.account.email.apply(lambda email: f"serviceAccount:{email}")
+        self.roles = [
+            gcp.projects.IAMMember(
+                f"{name}-{role.split('/')[1].replace('.', '-')}",
+                project=args.project,
+                role=role,
+                member=member,
+                opts=child,
+            )
+            for role in READER_ROLES
+        ]
+        self.impersonation = gcp.serviceaccount.IAMMember(
+            f"{name}-wif-user",
+            service_account_id=self.account.name,
+            role="roles/iam.workloadIdentityUser",
+            member=repository_principals(self.pool, s.github_repository),
             opts=child,
         )
         self.provider_name = self.provider.name

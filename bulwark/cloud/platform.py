@@ -9,7 +9,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from bulwark.cloud.cache import RedisArgs, RedisCache
-from bulwark.cloud.ci import GithubDeployer, GithubDeployerArgs
+from bulwark.cloud.ci import GithubDeployer, GithubDeployerArgs, GithubReader, GithubReaderArgs
 from bulwark.cloud.database import PostgresArgs, PostgresDatabase
 from bulwark.cloud.driver import driver_settings
 from bulwark.cloud.network import Network, NetworkArgs
@@ -170,6 +170,11 @@ def build(settings: CloudSettings) -> dict[str, pulumi.Input[object]]:
         ),
         opts=after_apis,
     )
+    reader = GithubReader(
+        "ci-reader",
+        GithubReaderArgs(project=s.project, base_name=base, settings=s.ci),
+        opts=after_apis,
+    )
 
     outputs: dict[str, pulumi.Input[object]] = {
         "environment": s.environment,
@@ -193,6 +198,8 @@ def build(settings: CloudSettings) -> dict[str, pulumi.Input[object]]:
         "service_account": service.account.email,
         "ci_workload_identity_provider": ci.provider_name,
         "ci_service_account": ci.service_account,
+        "ci_reader_workload_identity_provider": reader.provider_name,
+        "ci_reader_service_account": reader.service_account,
     }
     if pooler.inventory is not None:
         outputs["pgbouncer_inventory"] = pooler.inventory

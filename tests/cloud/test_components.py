@@ -249,10 +249,12 @@ def test_longest_names_still_fit_gcp_id_limits() -> None:
     settings = settings_from_config("longest")
     run = run_program(lambda: build(settings), "staging")
     accounts = [r.inputs["accountId"] for r in run.resources if "accountId" in r.inputs]
-    assert len(accounts) == 3
+    assert len(accounts) == 4
     for account in accounts:
         assert re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", account), account
-    (pool,) = [r for r in run.resources if r.type.endswith("WorkloadIdentityPool")]
-    assert 4 <= len(pool.inputs["workloadIdentityPoolId"]) <= 32
+    pools = [r for r in run.resources if r.type.endswith("WorkloadIdentityPool")]
+    assert len(pools) == 2
+    for pool in pools:
+        assert re.fullmatch(r"[a-z][a-z0-9-]{3,31}", pool.inputs["workloadIdentityPoolId"])
     for secret in (r for r in run.resources if r.type == "gcp:secretmanager/secret:Secret"):
         assert len(secret.inputs["secretId"]) <= 255

@@ -8,11 +8,12 @@ import re
 
 import pytest
 
-from bulwark.cloud.ci import DEPLOYER_ROLES
+from bulwark.cloud.ci import DEPLOYER_ROLES, READER_ROLES
 from bulwark.cloud.database import CIS_FLAGS
 from bulwark.cloud.plan import Plan, PlannedResource
 from bulwark.cloud.pooler import IAP_RANGE
 from bulwark.cloud.project import REQUIRED_APIS
+from bulwark.policy.rules.iam import READ_ONLY_ROLE, conjuncts
 from bulwark.settings.pooler import PgbouncerSettings
 
 SQL = "gcp:sql/databaseInstance:DatabaseInstance"
@@ -263,26 +264,77 @@ def test_cloud_run_has_a_dedicated_account_with_no_project_role(plan: Plan) -> N
 # ----------------------------------------------------------------------------- CI identity
 
 
+PROVIDER = "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
+POOL = "gcp:iam/workloadIdentityPool:WorkloadIdentityPool"
+SA_IAM = "gcp:serviceaccount/iAMMember:IAMMember"
+
+
 def test_wif_provider_is_pinned_to_repository_and_branch(plan: Plan) -> None:
-    provider = plan.one("gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider")
+    provider = plan.one(PROVIDER, "ci-provider")
     condition = provider.inputs["attributeCondition"]
     ci = plan.settings.ci
-    assert f"assertion.repository == '{ci.github_repository}'" in condition
-    assert f"assertion.ref == 'refs/heads/{ci.branch}'" in condition
+    assert conjuncts(condition)[:2] == [
+        f"assertion.repository == '{ci.github_repository}'",
+        f"assertion.ref == 'refs/heads/{ci.branch}'",
+    ]
     if ci.github_repository_id:
-        assert f"assertion.repository_id == '{ci.github_repository_id}'" in condition
+        assert f"assertion.repository_id == '{ci.github_repository_id}'" in conjuncts(condition)
     assert provider.get("oidc.issuerUri") == "https://token.actions.githubusercontent.com"
 
 
-def test_only_the_pinned_repository_may_impersonate_the_deployer(plan: Plan) -> None:
-    (binding,) = [
-        r for r in plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+def test_the_preview_provider_admits_pull_requests_into_the_branch_only(plan: Plan) -> None:
+    ci = plan.settings.ci
+    parts = conjuncts(plan.one(PROVIDER, "ci-reader-provider").inputs["attributeCondition"])
+    assert parts[:3] == [
+        f"assertion.repository == '{ci.github_repository}'",
+        "assertion.event_name == 'pull_request'",
+        f"assertion.base_ref == '{ci.branch}'",
+    ]
+    assert not any("assertion.ref ==" in part for part in parts)
+
+
+def test_deployer_and_previewer_are_in_separate_pools(plan: Plan) -> None:
+    """A principalSet spans its pool: a pull request's token must not be in the deployer's."""
+    pools = {r.name: r.inputs["workloadIdentityPoolId"] for r in plan.of_type(POOL)}
+    name = plan.settings.name
+    assert pools == {"ci-pool": f"{name}-github", "ci-reader-pool": f"{name}-github-ro"}
+    for pool_id in pools.values():
+        assert re.fullmatch(r"[a-z][a-z0-9-]{3,31}", pool_id)
+    users = {
+        r.name: r.inputs["member"] for r in plan.of_type(SA_IAM)
         if r.inputs["role"] == "roles/iam.workloadIdentityUser"
-    ]  # fmt: skip
-    assert binding.inputs["member"].endswith(
-        f"/attribute.repository/{plan.settings.ci.github_repository}"
+    }  # fmt: skip
+    repo = plan.settings.ci.github_repository
+    assert users["ci-wif-user"].endswith(
+        f"/workloadIdentityPools/{name}-github/attribute.repository/{repo}"
     )
-    assert binding.inputs["member"].startswith("principalSet://iam.googleapis.com/projects/")
+    assert users["ci-reader-wif-user"].endswith(
+        f"/workloadIdentityPools/{name}-github-ro/attribute.repository/{repo}"
+    )
+
+
+def test_the_previewer_may_only_read(plan: Plan) -> None:
+    reader = f"serviceAccount:{plan.settings.name}-reader@"
+    roles = {
+        r.inputs["role"] for r in plan.of_type(PROJECT_IAM) if r.inputs["member"].startswith(reader)
+    }
+    assert roles == set(READER_ROLES)
+    assert all(READ_ONLY_ROLE.match(role) for role in roles)
+    assert not roles & (BASIC_ROLES | {"roles/secretmanager.secretAccessor"})
+    acts = [r for r in plan.of_type(SA_IAM) if r.inputs["member"].startswith(reader)]
+    assert acts == []  # it acts as no account
+
+
+def test_only_the_pinned_repository_may_impersonate_the_ci_accounts(plan: Plan) -> None:
+    bindings = [
+        r for r in plan.of_type(SA_IAM) if r.inputs["role"] == "roles/iam.workloadIdentityUser"
+    ]  # fmt: skip
+    assert len(bindings) == 2
+    for binding in bindings:
+        assert binding.inputs["member"].endswith(
+            f"/attribute.repository/{plan.settings.ci.github_repository}"
+        )
+        assert binding.inputs["member"].startswith("principalSet://iam.googleapis.com/projects/")
 
 
 @pytest.mark.parametrize("role", sorted(BASIC_ROLES | {"roles/iam.serviceAccountUser"}))

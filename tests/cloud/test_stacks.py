@@ -18,6 +18,7 @@ EXPECTED_OUTPUTS = {
     "pooler_port", "database_url", "database_url_secret", "driver_settings",
     "connection_budget", "redis_host", "redis_port", "redis_auth_secret", "redis_server_ca",
     "service_url", "service_account", "ci_workload_identity_provider", "ci_service_account",
+    "ci_reader_workload_identity_provider", "ci_reader_service_account",
 }  # fmt: skip
 COMPONENT_TOKEN = re.compile(r"^bulwark:[a-z]+:[A-Z][A-Za-z]+$")
 
@@ -80,7 +81,7 @@ def test_components_use_bulwark_type_tokens_and_own_every_resource(plan: Plan) -
         "bulwark:project:ProjectApis", "bulwark:network:Network",
         "bulwark:database:PostgresDatabase", "bulwark:pooler:TransactionPooler",
         "bulwark:cache:RedisCache", "bulwark:service:CloudRunService",
-        "bulwark:ci:GithubDeployer", "bulwark:secrets:StoredSecret",
+        "bulwark:ci:GithubDeployer", "bulwark:ci:GithubReader", "bulwark:secrets:StoredSecret",
     }  # fmt: skip
     for component in components:
         assert COMPONENT_TOKEN.match(component.type), component.type

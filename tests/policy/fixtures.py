@@ -196,10 +196,23 @@ VIOLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "secret-accessor-read-only": [(t.SECRET_IAM_MEMBER, {"role": "roles/secretmanager.admin"})],
     "wif-repository-pinned": [(t.WIF_PROVIDER, {"attributeCondition": "assertion.ref == "
                                                 "'refs/heads/main' && assertion.repository_id"
-                                                " == '812345678'"})],
+                                                " == '812345678'"}),
+                              (t.WIF_PROVIDER, {"attributeCondition": "(assertion.repository "
+                                                "== 'acme/platform' || true) && assertion.ref"
+                                                " == 'refs/heads/main' && assertion."
+                                                "repository_id == '812345678'"})],
     "wif-ref-pinned": [(t.WIF_PROVIDER, {"attributeCondition": "assertion.repository == "
                                          "'acme/platform' && assertion.repository_id == "
-                                         "'812345678'"})],
+                                         "'812345678'"}),
+                       # a pull request's base branch, but any event (a push to any branch)
+                       (t.WIF_PROVIDER, {"attributeCondition": "assertion.repository == "
+                                         "'acme/platform' && assertion.base_ref == 'main' && "
+                                         "assertion.repository_id == '812345678'"}),
+                       # the pin inside a clause that an `||` can bypass
+                       (t.WIF_PROVIDER, {"attributeCondition": "assertion.repository == "
+                                         "'acme/platform' && (assertion.ref == 'refs/heads/main'"
+                                         " || assertion.ref != '') && assertion.repository_id"
+                                         " == '812345678'"})],
     "wif-repository-id-pinned": [(t.WIF_PROVIDER, {"attributeCondition": "assertion.repository"
                                                    " == 'acme/platform' && assertion.ref == "
                                                    "'refs/heads/main'"})],

@@ -67,8 +67,55 @@ def prepared_statements_stack(libpq: str = "17", version: str = "1.24.1") -> lis
     )
 
 
+PREVIEW_CONDITION = (
+    "assertion.repository == 'acme/platform' && assertion.event_name == "
+    "'pull_request' && assertion.base_ref == 'main' && "
+    "assertion.repository_id == '812345678'"
+)
+READER = "serviceAccount:bulwark-prod-reader@acme-bulwark-prod.iam.gserviceaccount.com"
+
+
+def _child(type_token: str, name: str, props: dict[str, Any]) -> Resource:
+    return Resource(
+        type_token,
+        name,
+        f"urn:pulumi:prod::bulwark::bulwark:ci:GithubReader${type_token}::{name}",
+        props,
+    )
+
+
+def preview_stack(*grants: tuple[str, str]) -> list[Resource]:
+    """managed_stack with the pull-request previewer: its provider, and (type, role) grants."""
+    return [
+        *managed_stack(),
+        _child(t.WIF_PROVIDER, "ci-reader-provider", {"attributeCondition": PREVIEW_CONDITION}),
+        _child(
+            t.SA_IAM_MEMBER,
+            "ci-reader-wif-user",
+            {"role": "roles/iam.workloadIdentityUser", "member": "principalSet://x"},
+        ),
+        *(
+            _child(typ, f"ci-reader-{i}", {"role": role, "member": READER})
+            for i, (typ, role) in enumerate(grants)
+        ),
+    ]
+
+
+def reader_stack() -> list[Resource]:
+    """What the stack builds: service viewer roles and the security reviewer, nothing more;
+    a grant outside the reader component is not the reader's."""
+    return [
+        *preview_stack(
+            (t.PROJECT_IAM_MEMBER, "roles/compute.viewer"),
+            (t.PROJECT_IAM_MEMBER, "roles/serviceusage.serviceUsageViewer"),
+            (t.PROJECT_IAM_MEMBER, "roles/iam.securityReviewer"),
+        ),
+        resource(t.PROJECT_IAM_MEMBER, {"role": "roles/run.admin"}, name="deployer-run-admin"),
+    ]
+
+
 STACK_GOOD: list[Callable[[], list[Resource]]] = [
-    managed_stack, pgbouncer_stack, prepared_statements_stack,
+    managed_stack, pgbouncer_stack, prepared_statements_stack, reader_stack,
 ]  # fmt: skip
 
 STACK_VIOLATIONS: dict[str, list[Callable[[], list[Resource]]]] = {
@@ -105,5 +152,11 @@ STACK_VIOLATIONS: dict[str, list[Callable[[], list[Resource]]]] = {
         lambda: prepared_statements_stack(libpq="16"),
         # ... and 1.21 tracks them but is older than psycopg supports.
         lambda: prepared_statements_stack(version="1.21.0"),
+    ],
+    "wif-pull-requests-read-only": [
+        lambda: preview_stack((t.PROJECT_IAM_MEMBER, "roles/run.admin")),
+        lambda: preview_stack((t.PROJECT_IAM_MEMBER, "roles/viewer")),  # basic: every service
+        lambda: preview_stack((t.PROJECT_IAM_BINDING, "roles/cloudkms.cryptoKeyDecrypter")),
+        lambda: preview_stack((t.SA_IAM_MEMBER, "roles/iam.serviceAccountUser")),
     ],
 }  # fmt: skip

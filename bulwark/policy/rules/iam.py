@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from bulwark.policy.rules.base import RULES, NotApplicable, Resource
+from bulwark.policy.rules.base import RULES, Finding, NotApplicable, Resource
 from bulwark.policy.rules.types import (
     IAM_BINDINGS,
     IAM_MEMBERS,
@@ -44,6 +44,71 @@ GRANT_LIMIT = re.compile(
     r"\.hasOnly\(\[([^\]]*)\]\)$"
 )
 AUTOMATION_MEMBER = re.compile(r"^(serviceAccount:|principal://|principalSet://)")
+
+
+REPOSITORY_PIN = re.compile(r"assertion\.repository\s*==\s*'[^']+/[^']+'")
+REPOSITORY_ID_PIN = re.compile(r"assertion\.repository_id\s*==\s*'\d+'")
+REF_PIN = re.compile(r"assertion\.ref\s*==\s*'refs/heads/[^']+'")
+PULL_REQUEST_PIN = re.compile(r"assertion\.event_name\s*==\s*'pull_request'")
+BASE_REF_PIN = re.compile(r"assertion\.base_ref\s*==\s*'[^']+'")
+# What an identity that pull requests can reach may hold: reading, never changing or decrypting.
+READ_ONLY_ROLE = re.compile(r"^roles/([a-z]+\.)?[a-zA-Z]*[vV]iewer$|^roles/iam\.securityReviewer$")
+
+
+def conjuncts(condition: str) -> list[str]:
+    """The top-level `&&` parts of a CEL condition: the clauses every admitted token meets.
+    A top-level `||` guarantees none of them, so the answer is then [] (nothing pinned)."""
+    text = condition.strip()
+    while text.startswith("(") and _closing(text, 0) == len(text) - 1:
+        text = text[1:-1].strip()
+    parts: list[str] = []
+    depth, start, quote, i = 0, 0, "", 0
+    while i < len(text):
+        char = text[i]
+        if quote:
+            quote = "" if char == quote and text[i - 1] != "\\" else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif depth == 0 and text.startswith("||", i):
+            return []
+        elif depth == 0 and text.startswith("&&", i):
+            parts.append(text[start:i].strip())
+            start, i = i + 2, i + 1
+        i += 1
+    return [*parts, text[start:].strip()]
+
+
+def _closing(text: str, at: int) -> int:
+    """Index of the parenthesis that closes the one at `at` (quotes aside), or -1."""
+    depth, quote = 0, ""
+    for i in range(at, len(text)):
+        char = text[i]
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def _pinned(res: Resource, *patterns: re.Pattern[str]) -> bool:
+    """Whether every pattern is a whole top-level clause of the provider's condition."""
+    parts = conjuncts(str(res.get("attributeCondition") or ""))
+    return all(any(p.fullmatch(part) for part in parts) for p in patterns)
+
+
+def admits_pull_requests(res: Resource) -> bool:
+    """A provider for pull requests' previews: pinned to their base branch, not to a ref."""
+    return not _pinned(res, REF_PIN) and _pinned(res, PULL_REQUEST_PIN, BASE_REF_PIN)
 
 
 def _members(res: Resource) -> list[str]:
@@ -171,8 +236,7 @@ def secret_accessor_read_only(res: Resource) -> Sequence[str]:
     checkov="CKV_GCP_125",
 )
 def wif_repository_pinned(res: Resource) -> Sequence[str]:
-    condition = str(res.get("attributeCondition") or "")
-    if re.search(r"assertion\.repository\s*==\s*'[^']+/[^']+'", condition):
+    if _pinned(res, REPOSITORY_PIN):
         return []
     return [
         "attributeCondition does not pin assertion.repository: add "
@@ -187,16 +251,19 @@ def wif_repository_pinned(res: Resource) -> Sequence[str]:
     severity="high",
     family="ci",
     rationale="Any branch (or a pull request's workflow) could deploy otherwise; deploys come "
-    "from the protected branch only.",
-    remediation="Add `assertion.ref == 'refs/heads/main'` to attributeCondition.",
+    "from the protected branch only. A provider for pull requests' previews pins their base "
+    "branch instead, and wif-pull-requests-read-only holds what it reaches to reading.",
+    remediation="Add `&& assertion.ref == 'refs/heads/main'` to attributeCondition (for a "
+    "preview provider: `&& assertion.event_name == 'pull_request' && assertion.base_ref == "
+    "'main'`); a top-level `||` pins nothing.",
     checkov="CKV_GCP_118",
 )
 def wif_ref_pinned(res: Resource) -> Sequence[str]:
-    condition = str(res.get("attributeCondition") or "")
-    if re.search(r"assertion\.ref\s*==\s*'refs/heads/[^']+'", condition):
+    if _pinned(res, REF_PIN) or admits_pull_requests(res):
         return []
     return [
-        "attributeCondition does not pin assertion.ref: add `assertion.ref == 'refs/heads/main'`"
+        "attributeCondition does not pin assertion.ref in every case: add "
+        "`&& assertion.ref == 'refs/heads/main'` (no top-level `||`)"
     ]
 
 
@@ -212,8 +279,7 @@ def wif_ref_pinned(res: Resource) -> Sequence[str]:
     enforcement="advisory",
 )
 def wif_repository_id_pinned(res: Resource) -> Sequence[str]:
-    condition = str(res.get("attributeCondition") or "")
-    if re.search(r"assertion\.repository_id\s*==\s*'\d+'", condition):
+    if _pinned(res, REPOSITORY_ID_PIN):
         return []
     return [
         "attributeCondition does not pin assertion.repository_id: set "
@@ -310,3 +376,48 @@ def iam_no_owner_escalation(res: Resource) -> Sequence[str]:
         f"{role} lets {automation[0]} make itself owner: grant a narrower role, or condition "
         "it to the roles it must grant"
     ]
+
+
+def _parent(urn: str) -> str:
+    """The URN up to the resource's own type: resources with one parent component share it."""
+    head, _, _name = urn.rpartition("::")
+    return head.rpartition("$")[0] or head
+
+
+@RULES.stack(
+    "wif-pull-requests-read-only",
+    title="What pull requests can authenticate as may only read",
+    severity="critical",
+    family="ci",
+    rationale="Anyone who can open a pull request can change the workflow it runs, so whatever "
+    "its token reaches is theirs: it must read (preview), never change, decrypt or act as "
+    "another account.",
+    remediation="Grant the preview account viewer roles only (roles/<service>.viewer, "
+    "iam.securityReviewer); deploy from the branch through a provider pinned to "
+    "`assertion.ref`, in a pool of its own.",
+)
+def wif_pull_requests_read_only(
+    resources: Sequence[Resource], config: Mapping[str, object]
+) -> Sequence[Finding] | NotApplicable:
+    previews = [r for r in resources if r.type == WIF_PROVIDER and admits_pull_requests(r)]
+    if not previews:
+        return NotApplicable("no workload identity provider admits pull requests")
+    found: list[Finding] = []
+    for provider in previews:
+        for res in (r for r in resources if _parent(r.urn) == _parent(provider.urn)):
+            role = res.get("role")
+            if res.type in (PROJECT_IAM_MEMBER, PROJECT_IAM_BINDING):
+                allowed = isinstance(role, str) and READ_ONLY_ROLE.match(role) is not None
+            elif res.type in IAM_MEMBERS + IAM_BINDINGS:
+                allowed = role == "roles/iam.workloadIdentityUser"
+            else:
+                continue
+            if not allowed or role in BASIC_ROLES:
+                found.append(
+                    Finding(
+                        f"{res.name} grants {role} to an account pull requests can reach "
+                        f"(through {provider.name}): grant viewer roles only",
+                        res.urn,
+                    )
+                )
+    return found
