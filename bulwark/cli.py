@@ -521,6 +521,15 @@ def harden(
         False
     ),
     diff: Annotated[bool, typer.Option("--diff", help="Show file differences.")] = False,
+    yes: Annotated[  # accepted now, so that CI command lines stay valid when harden asks
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Apply without asking (what CI passes). harden does not ask yet; once it "
+            "previews and asks on a terminal, --yes skips the question.",
+        ),
+    ] = False,
 ) -> None:
     """Harden hosts with pyinfra: SSH, firewall, fail2ban, updates, kernel (lockout-safe)."""
     from bulwark.hosts.harden import run_harden  # noqa: PLC0415 - pyinfra only for harden
