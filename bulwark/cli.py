@@ -457,8 +457,8 @@ def audit(
     """Audit stacks (policy rules on the mock run) and hosts (verify results): one report.
 
     Exit 0 when nothing fails, 1 when a mandatory control fails, 2 on bad input."""
+    from bulwark.audit import run_audit  # noqa: PLC0415
     from bulwark.policy import docs as policy_docs  # noqa: PLC0415
-    from bulwark.policy.audit import run_audit  # noqa: PLC0415
     from bulwark.policy.report import FORMATS, render  # noqa: PLC0415
 
     if list_rules:
@@ -468,7 +468,7 @@ def audit(
         raise ConfigError(f"--format: {fmt!r} is not a format: use one of {', '.join(FORMATS)}")
     stacks = list(stack or [])
     if every_stack:
-        from bulwark.policy.audit import known_stacks  # noqa: PLC0415
+        from bulwark.audit import known_stacks  # noqa: PLC0415
 
         found = known_stacks(stacks_dir)
         if not found:

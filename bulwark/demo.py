@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bulwark import dirs
+from bulwark.audit import run_audit
 from bulwark.hosts.bootstrap import BootstrapReport, TrustStore, bootstrap
 from bulwark.hosts.harden import HardenRun, run_harden
 from bulwark.hosts.keys import ensure_key
 from bulwark.lab import vm as lab
 from bulwark.lab.inventory import host_data, write_inventory
 from bulwark.lab.tools import ensure_tools
-from bulwark.policy.audit import run_audit
 from bulwark.policy.evaluate import Audit
 from bulwark.policy.report import render_html
 from bulwark.settings.hosts import DeployUser

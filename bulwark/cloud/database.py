@@ -11,6 +11,7 @@ import pulumi_random as random
 
 from bulwark.cloud.options import child_options
 from bulwark.cloud.secrets import StoredSecret, StoredSecretArgs
+from bulwark.pooling.keys import RESERVED_LABEL
 from bulwark.settings.cloud import POOLER_PORT, DatabaseSettings
 
 # CIS GCP 6.2.x logging flags (checkov ids in docs/design.md), plus pgaudit.
@@ -126,7 +127,9 @@ class PostgresDatabase(pulumi.ComponentResource):
                     for flag, value in flags
                 ],
                 connection_pool_configs=pool_configs,
-                user_labels=args.labels,
+                # The slots the budget keeps free, where policy reads them.
+                user_labels=(args.labels or {})
+                | {RESERVED_LABEL: str(args.settings.reserved_connections)},
             ),
             opts=child_options(self, opts, args.peering),
         )

@@ -11,13 +11,12 @@ from pulumi.runtime import config as runtime_config
 from bulwark.cloud.cache import RedisArgs, RedisCache
 from bulwark.cloud.ci import GithubDeployer, GithubDeployerArgs, GithubReader, GithubReaderArgs
 from bulwark.cloud.database import PostgresArgs, PostgresDatabase
-from bulwark.cloud.driver import driver_settings
 from bulwark.cloud.network import Network, NetworkArgs
 from bulwark.cloud.pooler import VM_ROLES, PoolerArgs, TransactionPooler, managed_pool_flags
 from bulwark.cloud.project import ProjectApis
 from bulwark.cloud.service import CloudRunArgs, CloudRunService
 from bulwark.errors import ConfigError
-from bulwark.policy.rules.stack import LIBPQ_LABEL
+from bulwark.pooling.driver import driver_settings
 from bulwark.settings.cloud import AREAS, CloudSettings, cloud_settings
 
 # Stack outputs whose values are secret; plan and tests check they are marked so.
@@ -143,18 +142,13 @@ def build(settings: CloudSettings) -> dict[str, pulumi.Input[object]]:
             subnet_id=network.subnet.id,
             secrets={"DATABASE_URL": pooler.dsn_secret, "REDIS_AUTH": cache.auth_secret},
             env={
-                "WEB_CONCURRENCY": str(s.service.workers_per_instance),
-                "DB_POOL_MAX_SIZE": str(s.service.db_pool_size),
                 "DB_PREPARE_THRESHOLD": driver.env_value,
                 "REDIS_HOST": cache.host,
                 "REDIS_PORT": cache.port.apply(str),
                 # Public CA of the Redis TLS endpoint, so clients verify the server.
                 "REDIS_CA_CERT": cache.server_ca.apply(lambda cert: cert or ""),
             },
-            # The libpq the image was declared to ship: policy weighs it with the pooler's
-            # PgBouncer version before it lets psycopg prepare statements.
-            labels=labels
-            | ({LIBPQ_LABEL: str(s.service.libpq_major)} if s.service.libpq_major else {}),
+            labels=labels,
         ),
         opts=after_apis,
     )

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from bulwark.budget import Budget
 from bulwark.cloud.database import PostgresDatabase
-from bulwark.cloud.driver import DriverSettings
 from bulwark.cloud.options import child_options
 from bulwark.cloud.secrets import StoredSecret, StoredSecretArgs
-from bulwark.policy.rules.stack import (
+from bulwark.pooling.budget import Budget
+from bulwark.pooling.driver import DriverSettings
+from bulwark.pooling.keys import (
     PGBOUNCER_MAX_CLIENT_CONN,
     PGBOUNCER_POOL_MODE,
     PGBOUNCER_POOL_SIZE,

@@ -10,6 +10,7 @@ import pulumi_gcp as gcp
 
 from bulwark.cloud.options import child_options
 from bulwark.cloud.secrets import StoredSecret
+from bulwark.pooling.keys import LIBPQ_LABEL, POOL_ENV, SURGE_LABEL, WORKERS_ENV
 from bulwark.settings.cloud import ServiceSettings
 
 
@@ -53,9 +54,16 @@ class CloudRunService(pulumi.ComponentResource):
         )
         self.member = self.account.email.apply(lambda email: f"serviceAccount:{email}")
         self.secret_readers = [secret.grant("run", self.member) for secret in args.secrets.values()]
+        # The budget's client side, stamped where policy reads it: workers and the per-process
+        # pool in the app's environment, the rollout surge (and the image's libpq, which decides
+        # whether psycopg may prepare) as labels.
+        sizing = {WORKERS_ENV: str(s.workers_per_instance), POOL_ENV: str(s.db_pool_size)}
+        labels = args.labels | {SURGE_LABEL: str(s.rollout_surge_percent)}
+        if s.libpq_major:
+            labels[LIBPQ_LABEL] = str(s.libpq_major)
         envs = [
             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=key, value=value)
-            for key, value in {**args.env, **s.env}.items()
+            for key, value in {**sizing, **args.env, **s.env}.items()
         ] + [
             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
                 name=key,
@@ -76,7 +84,7 @@ class CloudRunService(pulumi.ComponentResource):
             deletion_protection=s.deletion_protection,
             # Invoker IAM stays on: who may call is decided by the bindings below.
             invoker_iam_disabled=False,
-            labels=args.labels,
+            labels=labels,
             template=gcp.cloudrunv2.ServiceTemplateArgs(
                 service_account=self.account.email,
                 max_instance_request_concurrency=s.concurrency,

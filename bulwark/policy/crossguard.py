@@ -18,7 +18,6 @@ from pulumi_policy import (
     EnforcementLevel,
     Policy,
     PolicyComplianceFramework,
-    PolicyConfigSchema,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -33,14 +32,6 @@ from bulwark.policy.waivers import Waiver
 
 CIS = "CIS Google Cloud Platform Foundation Benchmark"
 CIS_VERSION = "4.0.0"
-CONFIG_SCHEMAS = {
-    "connection-budget-fits": PolicyConfigSchema(
-        properties={
-            "rollout_surge_percent": {"type": "integer", "minimum": 0, "maximum": 100},
-            "reserved_connections": {"type": "integer", "minimum": 0},
-        }
-    )
-}
 
 
 def stack_of(urn: str) -> str:
@@ -77,7 +68,6 @@ def _common(rule: Rule, level: EnforcementLevel | None) -> dict[str, Any]:
         "framework": _framework(rule),
         "tags": [rule.family, rule.references.label],
         "remediation_steps": rule.remediation,
-        "config_schema": CONFIG_SCHEMAS.get(rule.id),
     }
 
 

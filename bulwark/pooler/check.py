@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from bulwark.cloud.driver import MIN_LIBPQ, MIN_PGBOUNCER, version_tuple
 from bulwark.errors import ConfigError
+from bulwark.pooling.driver import MIN_LIBPQ, MIN_PGBOUNCER, version_tuple
 
 PSYCOPG_DEFAULT = 5
 PSYCOPG_PREPARED_MAX = 100

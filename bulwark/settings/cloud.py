@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bulwark.budget import Budget, Clients, Pooler, Postgres, Tier, parse_tier, size_pools
 from bulwark.errors import ConfigError
+from bulwark.pooling.budget import Budget, Clients, Pooler, Postgres, Tier, parse_tier, size_pools
 from bulwark.secretscan import secret_setting
 from bulwark.settings.load import read_yaml
 

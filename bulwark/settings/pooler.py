@@ -1,5 +1,5 @@
 """PgBouncer on a host (the `bulwark.pgbouncer` key of host data): every setting declared once,
-with its default and reason. Pool sizes come from bulwark/budget.py when not given."""
+with its default and reason. Pool sizes come from bulwark/pooling/budget.py when not given."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bulwark.budget import Budget, Clients, Pooler, Postgres, size_pools
+from bulwark.pooling.budget import Budget, Clients, Pooler, Postgres, size_pools
 from bulwark.settings.endpoints import HostName, SafePath
 from bulwark.settings.net import ufw_source
 

@@ -26,7 +26,7 @@ GOOD: dict[str, dict[str, Any]] = {
             "edition": "ENTERPRISE_PLUS",
             "availabilityType": "REGIONAL",
             "deletionProtectionEnabled": True,
-            "userLabels": LABELS,
+            "userLabels": {**LABELS, "bulwark-reserved-connections": "10"},
             "ipConfiguration": {"ipv4Enabled": False, "privateNetwork": VPC,
                                 "sslMode": "ENCRYPTED_ONLY"},
             "backupConfiguration": {
@@ -56,7 +56,7 @@ GOOD: dict[str, dict[str, Any]] = {
         "deletionProtection": True,
         "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
         "invokerIamDisabled": False,
-        "labels": LABELS,
+        "labels": {**LABELS, "bulwark-rollout-surge-percent": "100"},
         "template": {
             "serviceAccount": SA,
             "maxInstanceRequestConcurrency": 40,

@@ -8,7 +8,7 @@ from typing import Any
 
 from bulwark.policy.rules import Resource
 from bulwark.policy.rules import types as t
-from bulwark.policy.rules.stack import (
+from bulwark.pooling.keys import (
     LIBPQ_LABEL,
     PGBOUNCER_MAX_CLIENT_CONN,
     PGBOUNCER_POOL_MODE,

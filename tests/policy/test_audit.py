@@ -14,16 +14,18 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from bulwark.audit import config_path, run_audit
 from bulwark.cli import app
 from bulwark.cloud.plan import Plan, run_plan
 from bulwark.errors import ConfigError
-from bulwark.policy.audit import config_path, run_audit
 from bulwark.policy.evaluate import enforcement_levels, evaluate_stack, read_policy_config
 from bulwark.policy.report import FORMATS, render
 from bulwark.policy.rules import RULES, Resource
 from bulwark.policy.rules import types as t
+from bulwark.policy.rules.stack import stack_budget
 from bulwark.policy.rules.values import unwrap
 from bulwark.policy.waivers import load_waivers
+from bulwark.pooling.keys import POOL_ENV, RESERVED_LABEL, SURGE_LABEL, WORKERS_ENV
 from bulwark.verify.results import ControlResult, HostResult, Report
 from tests.cloud.test_stacks import MOCK_SECRETS
 
@@ -289,16 +291,24 @@ def test_advisory_failures_are_reported_but_do_not_fail(prod_plan: Plan) -> None
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_policy_config_states_what_the_stack_assumes(stack: str) -> None:
-    """CrossGuard reads the budget's surge and reserved slots from the policy config; the
-    offline audit reads them from the stack. They must agree."""
+def test_the_resources_state_every_budget_input_the_stack_assumes(stack: str) -> None:
+    """Both runners read the budget from the resources alone; the stack stamps its settings."""
     plan = run_plan(stack, STACKS_DIR)
+    service = plan.one("gcp:cloudrunv2/service:Service")
+    sql = plan.one("gcp:sql/databaseInstance:DatabaseInstance")
+    s = plan.settings
+    assert service.get(f"labels.{SURGE_LABEL}") == str(s.service.rollout_surge_percent)
+    assert sql.get(f"settings.userLabels.{RESERVED_LABEL}") == str(s.database.reserved_connections)
+    envs = {e["name"]: e.get("value") for e in service.get("template.containers.0.envs")}
+    assert envs[WORKERS_ENV] == str(s.service.workers_per_instance)
+    assert envs[POOL_ENV] == str(s.service.db_pool_size)
     config = read_policy_config(config_path(POLICIES_DIR, stack))
-    budget = config["connection-budget-fits"]
-    assert isinstance(budget, dict)
-    assert budget["rollout_surge_percent"] == plan.settings.service.rollout_surge_percent
-    assert budget["reserved_connections"] == plan.settings.database.reserved_connections
+    assert "rollout_surge_percent" not in json.dumps(config)  # no second copy to drift
     enforcement_levels(config, list(RULES))  # valid levels and ids
+    resources = [Resource(r.type, r.name, r.urn, r.inputs) for r in plan.resources]
+    budget = stack_budget(resources)
+    assert not isinstance(budget, str)
+    assert budget == s.budget
 
 
 def test_all_audits_every_stack_file_in_one_report(tmp_path: Path) -> None:

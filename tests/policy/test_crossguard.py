@@ -67,7 +67,7 @@ def test_one_policy_per_rule_with_metadata() -> None:
     assert sql.framework.reference == "6.6"
     assert sql.remediation_steps
     assert isinstance(by_name["connection-budget-fits"], StackValidationPolicy)
-    assert by_name["connection-budget-fits"].config_schema is not None
+    assert by_name["connection-budget-fits"].config_schema is None  # inputs come from resources
     assert by_name["wif-repository-id-pinned"].enforcement_level == EnforcementLevel.ADVISORY
     levels = {"sql-no-public-ip": EnforcementLevel.DISABLED}
     assert {p.name: p for p in policies(levels=levels)}["sql-no-public-ip"].enforcement_level == (
@@ -109,8 +109,9 @@ def test_not_applicable_is_told_to_crossguard() -> None:
 def test_stack_validator_sees_every_resource_and_reads_config() -> None:
     validate = stack_validator(RULES["connection-budget-fits"])
     ok, tight = Reports(), Reports()
-    validate(_stack_args(managed_stack(), {"reserved_connections": 10}), ok)
-    validate(_stack_args(managed_stack(), {"reserved_connections": 20}), tight)
+    validate(_stack_args(managed_stack(), {}), ok)
+    reserve_more = managed_stack(sql={"settings.userLabels.bulwark-reserved-connections": "20"})
+    validate(_stack_args(reserve_more, {}), tight)
     assert ok.violations == []
     ((message, urn),) = tight.violations
     assert "exceed Postgres' 780 usable" in message

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
+from bulwark.audit import stack_section
 from bulwark.cloud.plan import run_plan
-from bulwark.policy.audit import stack_section
 from bulwark.policy.rules import RULES, NotApplicable, Resource
 
 from .conftest import POLICIES_DIR, STACKS_DIR, as_resources

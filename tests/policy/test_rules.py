@@ -11,6 +11,7 @@ from bulwark.policy.rules import RULES, Finding, NotApplicable, Resource, Rule
 from bulwark.policy.rules import types as t
 from bulwark.policy.rules.base import ID_RE, SEVERITIES
 from bulwark.policy.rules.iam import conjuncts
+from bulwark.pooling.keys import RESERVED_LABEL, SURGE_LABEL
 
 from .fixtures import ALWAYS_VIOLATING, GOOD, VIOLATIONS, resource
 from .stack_fixtures import STACK_GOOD, STACK_VIOLATIONS
@@ -129,14 +130,38 @@ def test_violating_stack_fails_with_a_fix(rule_id: str, make: Callable[[], list[
         assert _says_how_to_fix(finding.message), finding.message
 
 
-def test_budget_reads_the_surge_and_reserved_slots_from_config() -> None:
+def test_budget_reads_the_surge_and_reserved_slots_from_the_resources() -> None:
     from .stack_fixtures import managed_stack  # noqa: PLC0415
 
     check = RULES["connection-budget-fits"].stack_check
     assert check is not None
-    assert check(managed_stack(), {"reserved_connections": 10}) == []
-    # prod's pools use every usable slot: reserving more no longer fits
-    assert check(managed_stack(), {"reserved_connections": 20})
+    assert check(managed_stack(), {}) == []
+    # prod's pools use every usable slot: reserving more no longer fits...
+    tight = managed_stack(sql={f"settings.userLabels.{RESERVED_LABEL}": "20"})
+    (finding,) = check(tight, {})  # type: ignore[misc]
+    assert "exceed Postgres' 780 usable" in finding.message
+    # ... and a smaller surge leaves room for more instances.
+    more = {"template.scaling.maxInstanceCount": 250}  # (250 + 250) x 2 x 5 > 2 x 2000
+    assert check(managed_stack(run=more), {})
+    assert check(managed_stack(run={**more, f"labels.{SURGE_LABEL}": "50"}), {}) == []
+    # The policy config no longer moves the budget: the resources are the only source.
+    assert check(managed_stack(), {"reserved_connections": 20}) == []
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["labels.bulwark-rollout-surge-percent", "settings.userLabels.bulwark-reserved-connections"],
+)
+def test_a_budget_input_missing_from_the_resources_is_a_finding_not_a_default(label: str) -> None:
+    from .fixtures import DELETE  # noqa: PLC0415
+    from .stack_fixtures import managed_stack  # noqa: PLC0415
+
+    check = RULES["connection-budget-fits"].stack_check
+    assert check is not None
+    where = "run" if label.startswith("labels.") else "sql"
+    (finding,) = check(managed_stack(**{where: {label: DELETE}}), {})  # type: ignore[misc]
+    assert "cannot compute the connection budget" in finding.message
+    assert label.rsplit(".", 1)[1] in finding.message
 
 
 def test_readme_rules_table_is_generated_from_the_metadata() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bulwark.budget import Budget, Clients, Pooler, Postgres, parse_tier, size_pools
-from bulwark.cloud.driver import driver_settings
+from bulwark.pooling.budget import Budget, Clients, Pooler, Postgres, parse_tier, size_pools
+from bulwark.pooling.driver import driver_settings
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ from bulwark.hosts.deploys.pgbouncer import (
 )
 from bulwark.hosts.templates import render
 from bulwark.policy.evaluate import host_sections, read_host_results
-from bulwark.pooler import scram
 from bulwark.pooler.check import (
     DEFAULTS,
     UNPREPARED,
@@ -31,6 +30,7 @@ from bulwark.pooler.check import (
     parse_threshold,
 )
 from bulwark.pooler.report import as_verify_report
+from bulwark.pooling import scram
 from bulwark.settings.hosts import FirewallSettings, harden_settings
 
 # A verifier PostgreSQL 15 stored for password "apppw" (CREATE ROLE ... PASSWORD 'apppw').

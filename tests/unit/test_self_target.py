@@ -160,7 +160,7 @@ def test_production_code_reads_the_lab_through_its_port_lookup_only() -> None:
 def test_production_commands_load_no_lab_code() -> None:
     code = (
         "import sys, bulwark.cli, bulwark.hosts.harden, bulwark.hosts.bootstrap, "
-        "bulwark.verify.run, bulwark.policy.audit; "
+        "bulwark.verify.run, bulwark.audit; "
         "print(sorted(m for m in sys.modules if m.startswith('bulwark.lab')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -25,7 +25,7 @@ from bulwark.hosts.operations import (
     units_running,
 )
 from bulwark.hosts.templates import render
-from bulwark.pooler import scram
+from bulwark.pooling import scram
 from bulwark.settings.pooler import PgbouncerSettings
 
 INI = "/etc/pgbouncer/pgbouncer.ini"

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from bulwark.budget import Budget, Clients, Pooler, Postgres, parse_tier
-from bulwark.cloud.driver import prepare_blockers
 from bulwark.policy.rules.base import RULES, Finding, NotApplicable, Resource, flag_value
 from bulwark.policy.rules.types import (
     COMPUTE_INSTANCE,
@@ -17,19 +15,21 @@ from bulwark.policy.rules.types import (
     SQL_INSTANCE,
 )
 from bulwark.policy.rules.values import integer
+from bulwark.pooling.budget import Budget, Clients, Pooler, Postgres, parse_tier
+from bulwark.pooling.driver import prepare_blockers
+from bulwark.pooling.keys import (
+    LIBPQ_LABEL,
+    PGBOUNCER_MAX_CLIENT_CONN,
+    PGBOUNCER_POOL_MODE,
+    PGBOUNCER_POOL_SIZE,
+    PGBOUNCER_PREPARED,
+    PGBOUNCER_VERSION,
+    POOL_ENV,
+    RESERVED_LABEL,
+    SURGE_LABEL,
+    WORKERS_ENV,
+)
 
-# Metadata the pooler component puts on the PgBouncer VM, so the pool settings pyinfra writes
-# are visible to policy at preview time (bulwark/cloud/pooler.py).
-PGBOUNCER_POOL_MODE = "bulwark-pgbouncer-pool-mode"
-PGBOUNCER_MAX_CLIENT_CONN = "bulwark-pgbouncer-max-client-conn"
-PGBOUNCER_POOL_SIZE = "bulwark-pgbouncer-default-pool-size"
-PGBOUNCER_PREPARED = "bulwark-pgbouncer-max-prepared-statements"
-PGBOUNCER_VERSION = "bulwark-pgbouncer-version"
-LIBPQ_LABEL = "bulwark-libpq-major"  # on the Cloud Run service: the image's libpq
-
-# What the budget assumes when the policy config does not say (the settings model's defaults).
-DEFAULT_SURGE_PERCENT = 100
-DEFAULT_RESERVED = 10
 RUNTIME_ROLE_PREFIXES = (
     "roles/cloudsql.client",
     "roles/cloudsql.instanceUser",
@@ -118,51 +118,68 @@ def pooler_transaction_mode(
     return found
 
 
-def stack_budget(
-    resources: Sequence[Resource], config: Mapping[str, object] | None = None
-) -> Budget | str:
-    """The connection budget as the resources declare it, or why it cannot be computed."""
-    config = config or {}
+def stack_budget(resources: Sequence[Resource]) -> Budget | str:
+    """The connection budget as the resources declare it (every input is stamped on them), or
+    why it cannot be computed."""
     services, sqls = _of(resources, RUN_SERVICE), _of(resources, SQL_INSTANCE)
     if len(services) != 1 or len(sqls) != 1:
         return f"{len(services)} Cloud Run service(s) and {len(sqls)} Cloud SQL instance(s)"
     service, sql = services[0], sqls[0]
-    most = _int(service.get("template.scaling.maxInstanceCount"))
-    workers = _int(_env(service, "WEB_CONCURRENCY") or 1)
-    pool = _int(_env(service, "DB_POOL_MAX_SIZE"))
-    if most is None or workers is None or pool is None:
+    clients = _clients(service)
+    reserved = _int(sql.labels.get(RESERVED_LABEL))
+    if isinstance(clients, str) or reserved is None:
         return (
-            f"{service.name} lacks maxInstanceCount, WEB_CONCURRENCY or DB_POOL_MAX_SIZE: "
-            "declare them so the budget can be checked"
+            clients
+            if isinstance(clients, str)
+            else (
+                f"{sql.name} does not state its reserved connections (label {RESERVED_LABEL}): "
+                "bulwark's database component stamps it"
+            )
         )
-    surge = _int(config.get("rollout_surge_percent", DEFAULT_SURGE_PERCENT)) or 0
-    clients = Clients(most, surge, workers, pool)
     tier = parse_tier(str(sql.get("settings.tier") or ""))
     max_conn = _int(flag_value(sql, "max_connections") or "")
-    if max_conn is None:
-        if tier is None:
-            return f"tier {sql.get('settings.tier')} is unknown and max_connections unset"
+    if max_conn is None and tier is None:
+        return f"tier {sql.get('settings.tier')} is unknown and max_connections unset"
+    if max_conn is None and tier is not None:
         max_conn = tier.default_max_connections
-    reserved = _int(config.get("reserved_connections", DEFAULT_RESERVED)) or 0
-    postgres = Postgres(max_conn, reserved)
+    pooler = _pooler(resources, sql, tier.managed_poolers if tier is not None else 1)
+    if isinstance(pooler, str):
+        return pooler
+    return Budget(clients, pooler, Postgres(max_conn or 0, reserved))
+
+
+def _clients(service: Resource) -> Clients | str:
+    """The client side: max instances, the surge label, workers and the per-process pool."""
+    most = _int(service.get("template.scaling.maxInstanceCount"))
+    workers = _int(_env(service, WORKERS_ENV) or 1)
+    pool = _int(_env(service, POOL_ENV))
+    surge = _int(service.labels.get(SURGE_LABEL))
+    if most is None or workers is None or pool is None or surge is None:
+        return (
+            f"{service.name} lacks maxInstanceCount, {WORKERS_ENV}, {POOL_ENV} or the label "
+            f"{SURGE_LABEL}: declare them (bulwark's service component does) so the budget can "
+            "be checked"
+        )
+    return Clients(most, surge, workers, pool)
+
+
+def _pooler(resources: Sequence[Resource], sql: Resource, managed: int) -> Pooler | str:
+    """Managed pooling's flags on the instance (`managed` poolers), or the PgBouncer VM's."""
     flags = _pool_flags(sql)
     bouncers = _pgbouncers(resources)
     if flags is not None:
-        poolers = tier.managed_poolers if tier is not None else 1
-        client_limit, size = (
-            _int(flags.get("max_client_connections")),
-            _int(flags.get("max_pool_size")),
-        )
+        poolers = managed
+        client_limit = _int(flags.get("max_client_connections"))
+        size = _int(flags.get("max_pool_size"))
     elif len(bouncers) == 1:
-        meta = bouncers[0]
         poolers = 1
-        client_limit = _int(meta.get(f"metadata.{PGBOUNCER_MAX_CLIENT_CONN}"))
-        size = _int(meta.get(f"metadata.{PGBOUNCER_POOL_SIZE}"))
+        client_limit = _int(bouncers[0].get(f"metadata.{PGBOUNCER_MAX_CLIENT_CONN}"))
+        size = _int(bouncers[0].get(f"metadata.{PGBOUNCER_POOL_SIZE}"))
     else:
         return "no pooler to size (see pooler-transaction-mode)"
     if client_limit is None or size is None:
         return "the pooler does not declare max_client_connections and its pool size"
-    return Budget(clients, Pooler(poolers, client_limit, 1, size), postgres)
+    return Pooler(poolers, client_limit, 1, size)
 
 
 @RULES.stack(
@@ -179,10 +196,11 @@ def stack_budget(
 def connection_budget_fits(
     resources: Sequence[Resource], config: Mapping[str, object]
 ) -> Sequence[Finding] | NotApplicable:
-    """The policy config may state the rollout surge and reserved slots the stack assumes."""
+    """Every input comes from the resources: scaling and env of the service, the labels the
+    components stamp (rollout surge, reserved slots), the tier, flags and pooler settings."""
     if not _of(resources, SQL_INSTANCE):
         return NotApplicable("no Cloud SQL instance in the stack")
-    budget = stack_budget(resources, config)
+    budget = stack_budget(resources)
     if isinstance(budget, str):
         return [Finding(f"cannot compute the connection budget: {budget}")]
     return [

@@ -24,7 +24,6 @@ from bulwark.settings.load import key_lines, repo_relative
 from bulwark.verify.results import Report as VerifyReport
 
 POLICIES_DIR = Path("policies")
-BUDGET_RULE = "connection-budget-fits"
 
 
 def config_path(policies_dir: Path, stack: str) -> Path:
@@ -65,16 +64,8 @@ def stack_section(
         resources=[(r.name, r.urn) for r in resources],
         path=policies_dir / "waivers.yaml",
     )
+    # Every budget input is stamped on the resources: the pack config holds levels only.
     config = read_policy_config(config_path(policies_dir, stack))
-    # Offline, the stack's own settings say what the budget assumes; CrossGuard reads the same
-    # numbers from the policy config (a test keeps the two in step).
-    entry = config.get(BUDGET_RULE)
-    budget: dict[str, object] = dict(entry) if isinstance(entry, dict) else {}
-    if isinstance(entry, str):
-        budget["enforcementLevel"] = entry
-    budget["rollout_surge_percent"] = plan.settings.service.rollout_surge_percent
-    budget["reserved_connections"] = plan.settings.database.reserved_connections
-    config = {**config, BUDGET_RULE: budget}
     section = evaluate_stack(stack, resources, config=config, waivers=mine, today=today)
     path = stack_file(stack, stacks_dir)
     section = replace(
