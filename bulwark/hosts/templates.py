@@ -1,4 +1,5 @@
-"""Render the host config templates in the repository's templates/ folder."""
+"""Render the host config templates: the repository's templates/ folder, or in an installed
+wheel the copy it ships as bulwark/_templates."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import jinja2
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+SHIPPED = Path(__file__).resolve().parents[1] / "_templates"  # inside a built wheel
+SOURCE = Path(__file__).resolve().parents[2] / "templates"  # a checkout (editable install)
+TEMPLATES = SHIPPED if SHIPPED.is_dir() else SOURCE
 
 
 @cache
