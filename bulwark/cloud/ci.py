@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from bulwark.cloud.identity import identity
 from bulwark.cloud.options import child_options
 from bulwark.settings.cloud import CiSettings
 
@@ -150,24 +151,15 @@ class GithubDeployer(pulumi.ComponentResource):
             project=args.project,
             display_name="GitHub OIDC",
         )
-        self.account = gcp.serviceaccount.Account(
-            f"{name}-sa",
+        deployer = identity(
+            name,
             project=args.project,
             account_id=f"{args.base_name}-deployer",
             display_name="CI deployer (bulwark)",
+            roles=DEPLOYER_ROLES,
             opts=child,
         )
-        member = self.account.email.apply(lambda email: f"serviceAccount:{email}")
-        self.roles = [
-            gcp.projects.IAMMember(
-                f"{name}-{role.split('/')[1].replace('.', '-')}",
-                project=args.project,
-                role=role,
-                member=member,
-                opts=child,
-            )
-            for role in DEPLOYER_ROLES
-        ]
+        self.account, member, self.roles = deployer.account, deployer.member, deployer.roles
         if args.grants:
             self.roles.append(
                 gcp.projects.IAMMember(
@@ -249,24 +241,15 @@ class GithubReader(pulumi.ComponentResource):
             project=args.project,
             display_name="GitHub OIDC (pull requests)",
         )
-        self.account = gcp.serviceaccount.Account(
-            f"{name}-sa",
+        reader = identity(
+            name,
             project=args.project,
             account_id=f"{args.base_name}-reader",
             display_name="CI previewer, read only (bulwark)",
+            roles=READER_ROLES,
             opts=child,
         )
-        member = self.account.email.apply(lambda email: f"serviceAccount:{email}")
-        self.roles = [
-            gcp.projects.IAMMember(
-                f"{name}-{role.split('/')[1].replace('.', '-')}",
-                project=args.project,
-                role=role,
-                member=member,
-                opts=child,
-            )
-            for role in READER_ROLES
-        ]
+        self.account, self.roles = reader.account, reader.roles
         self.impersonation = gcp.serviceaccount.IAMMember(
             f"{name}-wif-user",
             service_account_id=self.account.name,

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from bulwark.cloud.database import PostgresDatabase
+from bulwark.cloud.identity import identity
 from bulwark.cloud.options import child_options
 from bulwark.cloud.secrets import StoredSecret, StoredSecretArgs
 from bulwark.pooling.budget import Budget
@@ -212,24 +213,15 @@ class TransactionPooler(pulumi.ComponentResource):
             log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
             opts=child,
         )
-        self.account = gcp.serviceaccount.Account(
-            f"{name}-sa",
+        vm = identity(
+            name,
             project=args.project,
             account_id=f"{args.base_name}-pgbouncer",
             display_name="PgBouncer VM (bulwark)",
+            roles=VM_ROLES,
             opts=child,
         )
-        member = self.account.email.apply(lambda email: f"serviceAccount:{email}")
-        self.roles = [
-            gcp.projects.IAMMember(
-                f"{name}-{role.split('/')[1].replace('.', '-')}",
-                project=args.project,
-                role=role,
-                member=member,
-                opts=child,
-            )
-            for role in VM_ROLES
-        ]
+        self.account, member, self.roles = vm.account, vm.member, vm.roles
         # PgBouncer authenticates to Postgres as the app user: it reads that one secret.
         self.password_reader = args.database.password_secret.grant("pgbouncer", member)
         self.pooler_firewall = gcp.compute.Firewall(

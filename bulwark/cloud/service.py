@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from bulwark.cloud.identity import identity
 from bulwark.cloud.options import child_options
 from bulwark.cloud.secrets import StoredSecret
 from bulwark.pooling.keys import LIBPQ_LABEL, POOL_ENV, SURGE_LABEL, WORKERS_ENV
@@ -45,14 +46,14 @@ class CloudRunService(pulumi.ComponentResource):
         super().__init__("bulwark:service:CloudRunService", name, None, opts)
         child = child_options(self, opts)
         s = args.settings
-        self.account = gcp.serviceaccount.Account(
-            f"{name}-sa",
+        runtime = identity(  # no project role at all
+            name,
             project=args.project,
             account_id=f"{args.base_name}-run",
             display_name="Cloud Run runtime (bulwark)",
             opts=child,
         )
-        self.member = self.account.email.apply(lambda email: f"serviceAccount:{email}")
+        self.account, self.member = runtime.account, runtime.member
         self.secret_readers = [secret.grant("run", self.member) for secret in args.secrets.values()]
         # The budget's client side, stamped where policy reads it: workers and the per-process
         # pool in the app's environment, the rollout surge (and the image's libpq, which decides
