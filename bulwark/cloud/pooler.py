@@ -25,7 +25,7 @@ from bulwark.pooling.keys import (
     PGBOUNCER_PREPARED,
     PGBOUNCER_VERSION,
 )
-from bulwark.settings.cloud import POOLER_PORT, PgBouncerSettings, PoolerSettings
+from bulwark.settings.cloud import POOLER_PORT, PgBouncerVmSettings, PoolerSettings
 
 # Google's IAP TCP forwarding range: the only way SSH reaches a VM without a public IP.
 IAP_RANGE = "35.235.240.0/20"
@@ -89,7 +89,7 @@ class PoolerArgs:
 
 
 def pgbouncer_host_settings(
-    args: PoolerArgs, pg: PgBouncerSettings, listen: str, backend: str, database: str,
+    args: PoolerArgs, pg: PgBouncerVmSettings, listen: str, backend: str, database: str,
     user: str, secret: str,
 ) -> dict[str, object]:  # fmt: skip
     """The PgBouncer VM's `bulwark.pgbouncer` settings (bulwark/settings/pooler.py): the same

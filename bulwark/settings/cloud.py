@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from bulwark.errors import ConfigError
 from bulwark.pooling.budget import Budget, Clients, Pooler, Postgres, Tier, parse_tier, size_pools
 from bulwark.secretscan import secret_setting
-from bulwark.settings.load import read_yaml
+from bulwark.settings.load import one_line, read_yaml
 
 POOLER_PORT = 6432  # Cloud SQL's managed pooler listens here; the PgBouncer VM uses the same.
 AREAS = ("network", "database", "pooler", "cache", "service", "ci")
@@ -149,7 +149,7 @@ class DatabaseSettings(BaseModel):
         return self.parsed_tier.default_max_connections
 
 
-class PgBouncerSettings(BaseModel):
+class PgBouncerVmSettings(BaseModel):
     """The PgBouncer VM (pooler.mode pgbouncer); bulwark harden and the PgBouncer deploy set
     it up."""
 
@@ -200,7 +200,7 @@ class PoolerSettings(BaseModel):
         description="Server connections per (database, user) pool per pooler; unset: sized from "
         "the budget.",
     )
-    pgbouncer: PgBouncerSettings = PgBouncerSettings()
+    pgbouncer: PgBouncerVmSettings = PgBouncerVmSettings()
 
 
 class CacheSettings(BaseModel):
@@ -529,7 +529,7 @@ def cloud_settings(data: Mapping[str, object], where: str = "stack") -> CloudSet
     try:
         return CloudSettings.model_validate(dict(data))
     except ValidationError as exc:
-        raise _one_line(exc, where) from None
+        raise one_line(exc, where, spell=_config_key, missing="set it in the stack file") from None
 
 
 def _config_key(loc: tuple[int | str, ...]) -> str:
@@ -539,31 +539,6 @@ def _config_key(loc: tuple[int | str, ...]) -> str:
     head, *rest = (str(p) for p in loc)
     namespace = "gcp" if head in {"project", "region"} else "bulwark"
     return f"{namespace}:{'.'.join([head, *rest])}"
-
-
-_PYDANTIC_REWRITES = (
-    ("Input should be ", "use "),
-    ("Extra inputs are not permitted", "unknown setting: remove it or fix its spelling"),
-    ("Field required", "missing: set it in the stack file"),
-    ("String should match pattern", "must match"),
-)
-
-
-_FIELD_FIRST = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): ")
-
-
-def _one_line(exc: ValidationError, where: str) -> ConfigError:
-    err = exc.errors()[0]
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    for before, after in _PYDANTIC_REWRITES:
-        msg = msg.replace(before, after)
-    loc = tuple(err["loc"])
-    # Model-level checks name their own field first ("pooler.mode: ..."); put it in the path.
-    named = _FIELD_FIRST.match(msg) if err["type"] == "value_error" else None
-    if named and (not loc or (len(loc) == 1 and loc[0] in AREAS)):
-        loc = (*loc, *named[1].split("."))
-        msg = msg[named.end() :]
-    return ConfigError(f"{where}: {_config_key(loc)}: {msg}")
 
 
 STACK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -4,6 +4,8 @@ the file position or field path and the fix."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -28,18 +30,44 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return path
 
 
+# A model-level check names its own field first ("pooler.mode: ..."): that goes in the path.
+FIELD_FIRST = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): ")
+
+
 def first_error(exc: ValidationError) -> tuple[str, str]:
     """The first error's field path and its message, in words that say the fix."""
+    loc, msg = _located(exc)
+    return field_path(loc), msg
+
+
+def _located(exc: ValidationError, missing: str = "set it") -> tuple[tuple[int | str, ...], str]:
     err = exc.errors()[0]
     msg = str(err["msg"]).removeprefix("Value error, ")
     for before, after in REWRITES:
         msg = msg.replace(before, after)
-    return field_path(tuple(err["loc"])), msg
+    msg = msg.replace("missing: set it", f"missing: {missing}")
+    loc = tuple(err["loc"])
+    named = FIELD_FIRST.match(msg) if err["type"] == "value_error" else None
+    if named and len(loc) <= 1:
+        loc = (*loc, *named[1].split("."))
+        msg = msg[named.end() :]
+    return loc, msg
 
 
-def one_line(exc: ValidationError, where: str) -> ConfigError:
-    """`where.field.path: message` for the first error (the fix is in the message)."""
-    path, msg = first_error(exc)
+def one_line(
+    exc: ValidationError,
+    where: str,
+    *,
+    spell: Callable[[tuple[int | str, ...]], str] | None = None,
+    missing: str = "set it",
+) -> ConfigError:
+    """The one error line every settings file gets: `where.field.path: message` (with `spell`,
+    `where: <spell(location)>: message`, e.g. a stack file's `bulwark:service.port`), the fix
+    in the message."""
+    loc, msg = _located(exc, missing)
+    if spell is not None:
+        return ConfigError(f"{where}: {spell(loc)}: {msg}")
+    path = field_path(loc)
     return ConfigError(f"{where}.{path}: {msg}" if path else f"{where}: {msg}")
 
 

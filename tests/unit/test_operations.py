@@ -75,17 +75,17 @@ def commands(
         yield f"upload {kwargs['dest']}"
 
     monkeypatch.setattr(files.put, "_inner", put)
-    conn = from_data("web1", {"ssh_hostname": "203.0.113.7", "ssh_user": "deploy",
+    inventory_host = from_data("web1", {"ssh_hostname": "203.0.113.7", "ssh_user": "deploy",
                               "bulwark": bulwark})  # fmt: skip
-    return [str(c) for c in ssh.guarded_sshd_change._inner(conn=conn)], fake
+    return [str(c) for c in ssh.guarded_sshd_change._inner(inventory_host=inventory_host)], fake
 
 
-def wanted_sha1(conn: InventoryHost, version: tuple[int, int]) -> str:
+def wanted_sha1(inventory_host: InventoryHost, version: tuple[int, int]) -> str:
     """The drop-in's SHA-1 as a converged host reports it."""
     text = render(
         "ssh/00-bulwark.conf.j2",
-        ssh=conn.settings.ssh,
-        allow_users=conn.settings.allowed_users,
+        ssh=inventory_host.settings.ssh,
+        allow_users=inventory_host.settings.allowed_users,
         crypto=crypto_for(version),
         openssh=f"{version[0]}.{version[1]}",
         required_rsa_size=version >= (9, 1),
@@ -123,12 +123,14 @@ def test_a_slow_rsa_key_is_made_before_the_revert_window_opens(
 def test_an_unconfirmed_change_in_place_is_confirmed_not_skipped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    conn = from_data("web1", {"ssh_user": "deploy"})
-    converged = sshd_state(dropin=wanted_sha1(conn, (9, 2)))
+    inventory_host = from_data("web1", {"ssh_user": "deploy"})
+    converged = sshd_state(dropin=wanted_sha1(inventory_host, (9, 2)))
     cmds, fake = commands(monkeypatch, converged)
     assert cmds == []  # converged and confirmed: nothing to do
     assert fake.noops
-    cmds, _ = commands(monkeypatch, sshd_state(dropin=wanted_sha1(conn, (9, 2)), revert="active"))
+    cmds, _ = commands(
+        monkeypatch, sshd_state(dropin=wanted_sha1(inventory_host, (9, 2)), revert="active")
+    )
     # Checked and reloaded (the cut-off run may have stopped before either), so the fresh login
     # that cancels the timer runs; the files stay, and so does the timer if a check fails.
     assert cmds[0].startswith("sshd -t || ")
@@ -159,9 +161,9 @@ def run_effective_check(
     sshd = tmp_path / "sshd"
     sshd.write_text(FAKE_SSHD.format(config=config))
     sshd.chmod(0o755)
-    conn = from_data("web1", {"ssh_user": "deploy", "bulwark": bulwark})
+    inventory_host = from_data("web1", {"ssh_user": "deploy", "bulwark": bulwark})
     return subprocess.run(
-        ["sh", "-c", ssh.effective_check(conn.settings, "deploy")],
+        ["sh", "-c", ssh.effective_check(inventory_host.settings, "deploy")],
         env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
         capture_output=True,
         text=True,

@@ -85,8 +85,8 @@ def service_ports(conf: HardenSettings) -> list[tuple[int, tuple[str, ...]]]:
 
 @deploy("Firewall")
 def firewall() -> None:
-    conn = current()
-    conf = conn.settings
+    inventory_host = current()
+    conf = inventory_host.settings
     if program_exists("docker"):
         logger.warning(
             "%s: Docker is installed; ports it publishes bypass UFW: bind them to 127.0.0.1",
@@ -99,7 +99,7 @@ def firewall() -> None:
         replace=f"IPV6={'yes' if conf.firewall.ipv6 else 'no'}",
     )
     # While the port moves, both the port we are connected on and the new one stay open.
-    ssh_ports = sorted({conn.sshd_port, conf.ssh.port})
+    ssh_ports = sorted({inventory_host.sshd_port, conf.ssh.port})
     ufw_rules(
         name=f"UFW: deny in, allow out, SSH on {ssh_ports}, {len(conf.firewall.allow)} more",
         rules=wanted_rules(conf.firewall, ssh_ports, service_ports(conf)),

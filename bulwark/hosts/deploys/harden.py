@@ -27,33 +27,37 @@ PYINFRA_TMP = UPLOAD_DIR
 
 
 @operation()
-def own_login_survives(conn: InventoryHost):  # type: ignore[no-untyped-def]
+def own_login_survives(inventory_host: InventoryHost):  # type: ignore[no-untyped-def]
     """Refuse, before anything on the host changes, a firewall or sshd setting that would shut
     out the very login this run uses (its source address, its user's groups).
 
-    + conn: the host as the inventory describes it
+    + inventory_host: the host as the inventory describes it
     """
     seen = host.get_fact(LoginContext, _sudo=False)  # sudo would drop SSH_CLIENT
-    refusal = login_refusal(conn, seen["client"], seen["groups"])
+    refusal = login_refusal(inventory_host, seen["client"], seen["groups"])
     if refusal:
         raise OperationError(refusal + "; nothing was changed")
-    host.noop(f"{conn.user} from {seen['client'] or 'here'} stays allowed by the new settings")
+    host.noop(
+        f"{inventory_host.user} from {seen['client'] or 'here'} stays allowed by the new settings"
+    )
     yield from ()  # an operation is a generator of commands; this one only reads
 
 
 @deploy("bulwark harden")
 def harden() -> None:
     try:
-        conn = current()
-        preflight([conn])  # before any operation exists: refusal changes nothing
+        inventory_host = current()
+        preflight([inventory_host])  # before any operation exists: refusal changes nothing
     except BulwarkError as exc:
         raise DeployError(str(exc)) from None
-    own_login_survives(name="This run's own login survives the new settings", conn=conn)
+    own_login_survives(
+        name="This run's own login survives the new settings", inventory_host=inventory_host
+    )
     files.directory(
         name="bulwark state and upload directory",
         path=PYINFRA_TMP,
-        user=conn.user,
-        group=conn.user,
+        user=inventory_host.user,
+        group=inventory_host.user,
         mode="700",
         _sudo=True,
     )

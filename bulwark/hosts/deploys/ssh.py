@@ -94,7 +94,7 @@ class SshPlan:
         )
 
 
-def make_plan(conf: HardenSettings, conn: InventoryHost) -> SshPlan:
+def make_plan(conf: HardenSettings, inventory_host: InventoryHost) -> SshPlan:
     state = host.get_fact(SshdState, dropin=DROPIN, revert_unit=REVERT_UNIT)
     version = state["version"]
     if version is None:
@@ -124,7 +124,7 @@ def make_plan(conf: HardenSettings, conn: InventoryHost) -> SshPlan:
         remove_host_keys=tuple(sorted(k for k in keys if k not in ("ED25519", "RSA"))),
         regenerate_rsa=keys.get("RSA", 0) < RSA_HOST_KEY_BITS,
         filter_moduli=state["weak_moduli"] > 0,
-        port_changes=conf.ssh.port != conn.sshd_port,
+        port_changes=conf.ssh.port != inventory_host.sshd_port,
         socket_activated=state["socket"],
         revert_pending=state["revert_pending"],
     )
@@ -207,13 +207,13 @@ def reload_command(plan: SshPlan) -> str:
 
 
 @operation()
-def guarded_sshd_change(conn: InventoryHost):  # type: ignore[no-untyped-def]
+def guarded_sshd_change(inventory_host: InventoryHost):  # type: ignore[no-untyped-def]
     """Change sshd's config under the revert guard (backup + timer), validate, reload.
 
-    + conn: the host as the inventory describes it (settings, how we reach it)
+    + inventory_host: the host as the inventory describes it (settings, how we reach it)
     """
-    plan = make_plan(conn.settings, conn)
-    revert_after = conn.settings.ssh.revert_after
+    plan = make_plan(inventory_host.settings, inventory_host)
+    revert_after = inventory_host.settings.ssh.revert_after
     if plan.empty and not plan.revert_pending:
         host.noop("sshd config, host keys and moduli are already hardened")
         return
@@ -221,7 +221,7 @@ def guarded_sshd_change(conn: InventoryHost):  # type: ignore[no-untyped-def]
         # In place but never confirmed (the run that made it was cut off, maybe before its
         # checks or the reload): check, reload, and let the fresh login below cancel the timer,
         # or the host goes back to its previous config although this run reported success.
-        yield from _validate_and_reload(conn, plan)
+        yield from _validate_and_reload(inventory_host, plan)
         return
     if not plan.revert_pending:
         # The copy the timer restores. While an unconfirmed change is pending, the copy that
@@ -262,10 +262,10 @@ def guarded_sshd_change(conn: InventoryHost):  # type: ignore[no-untyped-def]
         yield from files.put._inner(
             src=io.StringIO(plan.dropin), dest=DROPIN, user="root", group="root", mode="600"
         )
-    yield from _validate_and_reload(conn, plan)
+    yield from _validate_and_reload(inventory_host, plan)
 
 
-def _validate_and_reload(conn: InventoryHost, plan: SshPlan) -> Iterator[str]:
+def _validate_and_reload(inventory_host: InventoryHost, plan: SshPlan) -> Iterator[str]:
     """An invalid or overridden config never reaches a running sshd: the files go back at once
     (sshd has not read them) and the run fails. While an earlier unconfirmed change is what
     sshd runs, the timer stays: it still has to bring sshd back to the confirmed config."""
@@ -276,26 +276,26 @@ def _validate_and_reload(conn: InventoryHost, plan: SshPlan) -> Iterator[str]:
         "echo 'sshd -t rejected the new config; the previous one is back' >&2; exit 1; }"
     )
     yield (
-        f"( {effective_check(conn.settings, conn.user)} ) || {{ {restore}; "
+        f"( {effective_check(inventory_host.settings, inventory_host.user)} ) || {{ {restore}; "
         "echo 'the previous sshd config is back' >&2; exit 1; }"
     )
     yield reload_command(plan)
 
 
-def confirm_fresh_login(conn: InventoryHost, port: int) -> None:
+def confirm_fresh_login(inventory_host: InventoryHost, port: int) -> None:
     """Runs on the controller: a NEW login as the deploy user on `port` cancels the revert timer.
 
     One connection does it all (ufw rate-limits SSH per source): log in by key, check the user
     and `sudo -n`, stop the timer, record the proof.
     """
-    assert conn.key_file is not None
-    store = conn.trust
-    target = conn.reach(port)
-    if target != conn.target and not store.known_hosts.keys_for(target):
+    assert inventory_host.key_file is not None
+    store = inventory_host.trust
+    target = inventory_host.reach(port)
+    if target != inventory_host.target and not store.known_hosts.keys_for(target):
         # Same host, new port: carry the pinned key over so the new port is not trust-on-first-use.
-        for key in store.known_hosts.keys_for(conn.target).values():
+        for key in store.known_hosts.keys_for(inventory_host.target).values():
             store.known_hosts.pin(target.known_hosts_name, key)
-    login = Login(conn.user, key=load_key(conn.key_file))
+    login = Login(inventory_host.user, key=load_key(inventory_host.key_file))
     try:
         with connect(target, login, store.known_hosts) as s:
             # Stopped first, then asked whether it already fired (or is restoring right now).
@@ -314,17 +314,17 @@ def confirm_fresh_login(conn: InventoryHost, port: int) -> None:
         ) from None
     if not cancelled.ok:
         raise OperationError(
-            f"{host.name}: the revert timer fired before a fresh login confirmed the sshd change "
-            f"(bulwark.ssh.revert_after is {conn.settings.ssh.revert_after} s): the host is back "
-            "on its previous sshd config; raise revert_after and run again"
+            f"{host.name}: the revert timer fired before a fresh login confirmed the sshd "
+            f"change (bulwark.ssh.revert_after is {inventory_host.settings.ssh.revert_after} s): "
+            "the host is back on its previous sshd config; raise revert_after and run again"
         )
     store.record(proof)
 
 
 @deploy("SSH")
 def ssh() -> None:
-    conn = current()
-    conf = conn.settings
+    inventory_host = current()
+    conf = inventory_host.settings
     script = render("ssh/bulwark-ssh-revert.sh.j2", backup=BACKUP, reverted_mark=REVERTED_MARK)
     installed = [ConfigFile(REVERT_SCRIPT, script, mode="755")]
     if conf.ssh.banner:
@@ -335,12 +335,12 @@ def ssh() -> None:
     )
     change = guarded_sshd_change(
         name="Harden sshd (guarded: reverts unless a fresh login confirms)",
-        conn=conn,
+        inventory_host=inventory_host,
     )
     python.call(
-        name=f"Fresh login as {conn.user} on port {conf.ssh.port} cancels the revert",
+        name=f"Fresh login as {inventory_host.user} on port {conf.ssh.port} cancels the revert",
         function=confirm_fresh_login,
-        conn=conn,
+        inventory_host=inventory_host,
         port=conf.ssh.port,
         _if=change.did_change,
     )
