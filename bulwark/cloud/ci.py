@@ -38,7 +38,7 @@ DEPLOYER_ROLES = (
 PROJECT_IAM_ADMIN = "roles/resourcemanager.projectIamAdmin"
 # What a pull request's `pulumi preview` may read, and nothing it could change or decrypt with:
 # the services' own viewer roles (no basic roles/viewer, no secret payloads, no actAs). The
-# state bucket and the secrets key are outside the stack; the README grants them.
+# state bucket and the secrets key are outside the stack; docs/ci.md grants them.
 READER_ROLES = (
     "roles/serviceusage.serviceUsageViewer",  # which APIs are on
     "roles/compute.viewer",  # VPC, subnets, router, firewall, the PgBouncer VM

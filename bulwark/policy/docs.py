@@ -1,4 +1,5 @@
-"""The README's rules table, generated from the rules' metadata (a unit test keeps it in sync)."""
+"""The rules table in docs/policy.md, generated from the rules' metadata (a test keeps it in
+sync)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low":
 SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0"}
 HOST_SEVERITY = "high"  # a host control carries no severity of its own; a failing one matters
 INFORMATION_URI = "https://github.com/acme/bulwark"
-HELP_URI = f"{INFORMATION_URI}/blob/main/README.md"
+HELP_URI = f"{INFORMATION_URI}/blob/main/docs"
 # The logical names of a stack's resources start with their component: its module.
 COMPONENT_MODULES = {
     "network": "network", "database": "database", "pooler": "pooler", "cache": "cache",
@@ -158,7 +158,7 @@ def _display_order(section: Section) -> list[Control]:
 
 
 def _sarif_rule(
-    rule_id: str, title: str, rationale: str, remediation: str, severity: str, help_anchor: str,
+    rule_id: str, title: str, rationale: str, remediation: str, severity: str, help_page: str,
     properties: dict[str, object],
 ) -> dict[str, object]:  # fmt: skip
     return {
@@ -167,7 +167,7 @@ def _sarif_rule(
         "shortDescription": {"text": title},
         "fullDescription": {"text": rationale},
         "help": {"text": remediation},
-        "helpUri": f"{HELP_URI}#{help_anchor}",
+        "helpUri": f"{HELP_URI}/{help_page}",
         "properties": {"security-severity": SECURITY_SEVERITY[severity], **properties},
         "defaultConfiguration": {"level": SARIF_LEVEL[severity]},
     }
@@ -223,7 +223,7 @@ def render_sarif(audit: Audit) -> str:
             r.rationale,
             r.remediation,
             r.severity,
-            "policy-and-audit",
+            "policy.md#rules",
             {"family": r.family, "tags": [r.references.label], **r.references.as_dict()},
         )
         for r in RULES
@@ -241,7 +241,7 @@ def render_sarif(audit: Audit) -> str:
                         c.rationale,
                         c.remediation,
                         HOST_SEVERITY,
-                        "verify-hosts",
+                        "verify.md",
                         {"family": c.family, "tags": ["host"], **c.references},
                     )
                 )

@@ -118,7 +118,7 @@ def check_waivers(
         if waiver.rule not in known_rules:
             raise ConfigError(
                 f"{path}: waivers[{i}].rule: {waiver.rule!r} is not a bulwark rule: use an id "
-                "from `bulwark audit --list-rules` (README, Policy and audit)"
+                "from `bulwark audit --list-rules` (docs/policy.md)"
             )
         if waiver.stack not in known_stacks:
             raise ConfigError(

@@ -1,4 +1,4 @@
-"""The README's settings table, generated from the one declaration of each setting."""
+"""The settings table in docs/hosts.md, generated from the one declaration of each setting."""
 
 from __future__ import annotations
 

@@ -131,7 +131,7 @@ def deploy_user(name: str = "deploy", key_file: Path | None = None) -> DeployUse
 
 # ----------------------------------------------------------------------------- hardening
 # Each field: the default is the secure choice; the description says why and what it touches.
-# The README's settings table is generated from these declarations (`bulwark settings`).
+# The settings table in docs/hosts.md is generated from these declarations (`bulwark settings`).
 
 
 class SshSettings(BaseModel):

@@ -13,7 +13,7 @@ run that dies half-way still has it taken out).
 A later verify from the same address re-arms the timer. Nothing is written to the jail's
 configuration, nobody else's failures are touched, and an address the configuration already
 ignores is left alone. A brute-forcer from any other address is banned as before; one behind
-the very same address goes unbanned for the window, which the README states.
+the very same address goes unbanned for the window, which docs/verify.md states.
 
 UFW's rate limit (`ufw limit`, on by default) is the other way verify could shut its operator
 out: it refuses a source's 6th new SSH connection within 30 s, a verify opens four, and a

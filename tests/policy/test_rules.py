@@ -169,8 +169,8 @@ def test_readme_rules_table_is_generated_from_the_metadata() -> None:
 
     from bulwark.policy.docs import rules_table  # noqa: PLC0415
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert rules_table() in readme, "README is stale: paste `bulwark audit --list-rules`"
+    page = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text()
+    assert rules_table() in page, "docs/policy.md is stale: paste `bulwark audit --list-rules`"
 
 
 def test_a_conditioned_grant_of_harmless_roles_and_a_human_admin_are_not_escalation() -> None:
