@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any
+from dataclasses import dataclass, replace
 
 from pyinfra.api import FactBase
 
@@ -105,7 +105,19 @@ UFW_POLICIES = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
 FAIL2BAN_COMMENT = "comment 'by Fail2Ban"
 
 
-class UfwStatus(FactBase[dict[str, Any]]):
+@dataclass(frozen=True)
+class Ufw:
+    """UFW as the host runs it; `bans` are fail2ban's rules, never converged away."""
+
+    active: bool = False
+    incoming: str | None = None
+    outgoing: str | None = None
+    logging: str | None = None
+    rules: tuple[str, ...] = ()
+    bans: tuple[str, ...] = ()
+
+
+class UfwStatus(FactBase[Ufw]):
     """UFW's state from its config files and the kernel, plus the rules as `ufw show added` lists
     them. (`ufw status verbose` says the same but costs a second Python start on the host.)
     Active means enabled in ufw.conf AND its chains loaded in the kernel. fail2ban's bans are
@@ -124,18 +136,12 @@ class UfwStatus(FactBase[dict[str, Any]]):
         )
 
     @staticmethod
-    def default() -> dict[str, Any]:
-        return {
-            "active": False,
-            "incoming": None,
-            "outgoing": None,
-            "logging": None,
-            "rules": [],
-            "bans": [],
-        }
+    def default() -> Ufw:
+        return Ufw()
 
-    def process(self, output: list[str]) -> dict[str, Any]:
-        state = self.default()
+    def process(self, output: list[str]) -> Ufw:
+        rules: list[str] = []
+        bans: list[str] = []
         settings: dict[str, str] = {}
         added = False
         for raw in output:
@@ -144,15 +150,18 @@ class UfwStatus(FactBase[dict[str, Any]]):
                 added = True
             elif added and line.startswith("ufw "):
                 rule = line.removeprefix("ufw ")
-                state["bans" if FAIL2BAN_COMMENT in rule else "rules"].append(rule)
+                (bans if FAIL2BAN_COMMENT in rule else rules).append(rule)
             elif not added and "=" in line:
                 key, value = line.split("=", 1)
                 settings[key] = value.strip().strip("\"'")
-        state["active"] = settings.get("ENABLED") == "yes" and settings.get("LOADED") == "yes"
-        state["incoming"] = UFW_POLICIES.get(settings.get("DEFAULT_INPUT_POLICY", ""))
-        state["outgoing"] = UFW_POLICIES.get(settings.get("DEFAULT_OUTPUT_POLICY", ""))
-        state["logging"] = settings.get("LOGLEVEL", "off")
-        return state
+        return Ufw(
+            active=settings.get("ENABLED") == "yes" and settings.get("LOADED") == "yes",
+            incoming=UFW_POLICIES.get(settings.get("DEFAULT_INPUT_POLICY", "")),
+            outgoing=UFW_POLICIES.get(settings.get("DEFAULT_OUTPUT_POLICY", "")),
+            logging=settings.get("LOGLEVEL", "off"),
+            rules=tuple(rules),
+            bans=tuple(bans),
+        )
 
 
 class Fail2banJails(FactBase[list[str] | None]):
@@ -250,9 +259,18 @@ class FirstUpgrade(FactBase[str | None]):
         return text.split(".")[0] or None
 
 
-class TmpfsMounts(FactBase[dict[str, dict[str, Any]]]):
-    """For each path: its /etc/fstab line and its live mount (type and options), in one command.
-    {"/tmp": {"fstab": "tmpfs /tmp tmpfs ...", "type": "tmpfs", "options": [...]}}."""
+@dataclass(frozen=True)
+class Mount:
+    """A path's /etc/fstab line and its live mount (None: not there)."""
+
+    fstab: str | None = None
+    type: str | None = None
+    options: tuple[str, ...] = ()
+
+
+class TmpfsMounts(FactBase[dict[str, Mount]]):
+    """For each path: its /etc/fstab line and its live mount (type and options), in one
+    command. A path that is in neither is absent from the answer."""
 
     def command(self, paths: list[str]) -> str:
         wanted = " || ".join(f'$2 == "{p}"' for p in paths)
@@ -261,20 +279,20 @@ class TmpfsMounts(FactBase[dict[str, dict[str, Any]]]):
         )
 
     @staticmethod
-    def default() -> dict[str, dict[str, Any]]:
+    def default() -> dict[str, Mount]:
         return {}
 
-    def process(self, output: list[str]) -> dict[str, dict[str, Any]]:
+    def process(self, output: list[str]) -> dict[str, Mount]:
         parts = split_sections(output)
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, Mount] = {}
         for line in parts.get("fstab", []):
-            fields = line.split()
-            found.setdefault(fields[1], {"fstab": None, "type": None, "options": []})
-            found[fields[1]]["fstab"] = line.strip()
+            path = line.split()[1]
+            found[path] = replace(found.get(path, Mount()), fstab=line.strip())
         for line in parts.get("mounts", []):
             fields = line.split()
-            entry = found.setdefault(fields[1], {"fstab": None, "type": None, "options": []})
-            entry["type"], entry["options"] = fields[2], fields[3].split(",")
+            found[fields[1]] = replace(
+                found.get(fields[1], Mount()), type=fields[2], options=tuple(fields[3].split(","))
+            )
         return found
 
 
@@ -312,7 +330,22 @@ class UnitStates(FactBase[dict[str, tuple[bool, bool]]]):
         return states
 
 
-class SshdState(FactBase[dict[str, Any]]):
+@dataclass(frozen=True)
+class Sshd:
+    """What the SSH deploy compares: OpenSSH's version, bulwark's drop-in (its SHA-1), host key
+    bits by type, other drop-ins' directives (path, line, text), weak moduli, socket
+    activation, and an unconfirmed earlier change (its revert timer still armed)."""
+
+    version: tuple[int, int] | None
+    dropin_sha1: str | None
+    hostkeys: dict[str, int]
+    others: list[tuple[str, int, str]]
+    weak_moduli: int
+    socket: bool
+    revert_pending: bool
+
+
+class SshdState(FactBase[Sshd]):
     """Everything the SSH deploy compares, in one command: the OpenSSH version, the SHA-1 of
     bulwark's drop-in, host keys, other drop-ins' directives, weak moduli, socket activation."""
 
@@ -331,34 +364,42 @@ class SshdState(FactBase[dict[str, Any]]):
             }
         )
 
-    def process(self, output: list[str]) -> dict[str, Any]:
+    def process(self, output: list[str]) -> Sshd:
         parts = split_sections(output)
         dropin = [line.strip() for line in parts.get("dropin", []) if line.strip()]
-        return {
-            "version": OpensshVersion().process(parts.get("version", [])),
-            "dropin_sha1": dropin[0] if dropin else None,
-            "hostkeys": SshHostKeys().process(parts.get("hostkeys", [])),
-            "others": SshdDropinDirectives().process(parts.get("others", [])),
-            "weak_moduli": WeakModuli().process(parts.get("moduli", [])),
-            "socket": SshSocketActivated().process(parts.get("socket", [])),
-            "revert_pending": [line.strip() for line in parts.get("revert", [])] == ["active"],
-        }
+        return Sshd(
+            version=OpensshVersion().process(parts.get("version", [])),
+            dropin_sha1=dropin[0] if dropin else None,
+            hostkeys=SshHostKeys().process(parts.get("hostkeys", [])),
+            others=SshdDropinDirectives().process(parts.get("others", [])),
+            weak_moduli=WeakModuli().process(parts.get("moduli", [])),
+            socket=SshSocketActivated().process(parts.get("socket", [])),
+            revert_pending=[line.strip() for line in parts.get("revert", [])] == ["active"],
+        )
 
 
-class LoginContext(FactBase[dict[str, Any]]):
-    """This run's login as the host sees it: the address it comes from and the user's groups.
-    Read without sudo (sudo drops SSH_CLIENT): {"client": "10.0.2.2" | None, "groups": [...]}."""
+@dataclass(frozen=True)
+class Login:
+    """This run's login as the host sees it: the address it comes from (None: not over SSH)
+    and the user's groups."""
+
+    client: str | None = None
+    groups: tuple[str, ...] = ()
+
+
+class LoginContext(FactBase[Login]):
+    """The Login of this run. Read without sudo (sudo drops SSH_CLIENT)."""
 
     def command(self) -> str:
         return 'echo "client ${SSH_CLIENT%% *}"; echo "groups $(id -Gn)"'
 
     @staticmethod
-    def default() -> dict[str, Any]:
-        return {"client": None, "groups": []}
+    def default() -> Login:
+        return Login()
 
-    def process(self, output: list[str]) -> dict[str, Any]:
+    def process(self, output: list[str]) -> Login:
         found = dict(line.strip().partition(" ")[::2] for line in output if line.strip())
-        return {"client": found.get("client") or None, "groups": found.get("groups", "").split()}
+        return Login(found.get("client") or None, tuple(found.get("groups", "").split()))
 
 
 class PathModes(FactBase[dict[str, str | None]]):
@@ -383,9 +424,17 @@ class PathModes(FactBase[dict[str, str | None]]):
         return found
 
 
-class Fail2banState(FactBase[dict[str, Any]]):
-    """jail.local's SHA-1 and the jails fail2ban has loaded (None when it is not running), in
-    one command: {"jail_sha1": str | None, "jails": list[str] | None}."""
+@dataclass(frozen=True)
+class Fail2ban:
+    """jail.local's SHA-1 (None: absent) and the jails fail2ban has loaded (None: not
+    running)."""
+
+    jail_sha1: str | None
+    jails: list[str] | None
+
+
+class Fail2banState(FactBase[Fail2ban]):
+    """The Fail2ban state, in one command."""
 
     def command(self, jail_local: str) -> str:
         return sectioned(
@@ -395,10 +444,10 @@ class Fail2banState(FactBase[dict[str, Any]]):
             }
         )
 
-    def process(self, output: list[str]) -> dict[str, Any]:
+    def process(self, output: list[str]) -> Fail2ban:
         parts = split_sections(output)
         sha1 = [line.strip() for line in parts.get("sha1", []) if line.strip()]
-        return {
-            "jail_sha1": sha1[0] if sha1 else None,
-            "jails": Fail2banJails().process(parts.get("jails", [])),
-        }
+        return Fail2ban(
+            jail_sha1=sha1[0] if sha1 else None,
+            jails=Fail2banJails().process(parts.get("jails", [])),
+        )

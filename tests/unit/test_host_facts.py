@@ -11,17 +11,22 @@ import pytest
 
 from bulwark.hosts.facts import (
     SECTION,
+    Fail2ban,
     Fail2banJails,
     Fail2banState,
     FileStates,
     FirstUpgrade,
+    Login,
     LoginContext,
+    Mount,
     OpensshVersion,
+    Sshd,
     SshdDropinDirectives,
     SshdState,
     SshHostKeys,
     SshSocketActivated,
     TmpfsMounts,
+    Ufw,
     UfwStatus,
     UnitStates,
     WeakModuli,
@@ -85,15 +90,15 @@ ufw limit 22/tcp
 ufw allow from 10.0.0.0/8 to any port 5432 proto tcp
 ufw reject from 203.0.113.9 comment 'by Fail2Ban after 5 attempts against sshd'
 """.splitlines()
-    assert UfwStatus().process(output) == {
-        "active": True,
-        "incoming": "deny",
-        "outgoing": "allow",
-        "logging": "low",
-        "rules": ["limit 22/tcp", "allow from 10.0.0.0/8 to any port 5432 proto tcp"],
+    assert UfwStatus().process(output) == Ufw(
+        active=True,
+        incoming="deny",
+        outgoing="allow",
+        logging="low",
+        rules=("limit 22/tcp", "allow from 10.0.0.0/8 to any port 5432 proto tcp"),
         # A live ban is not a rule to converge: a re-run must never lift it.
-        "bans": ["reject from 203.0.113.9 comment 'by Fail2Ban after 5 attempts against sshd'"],
-    }
+        bans=("reject from 203.0.113.9 comment 'by Fail2Ban after 5 attempts against sshd'",),
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,7 +111,7 @@ ufw reject from 203.0.113.9 comment 'by Fail2Ban after 5 attempts against sshd'
     ],
 )
 def test_ufw_inactive(output: list[str]) -> None:
-    assert UfwStatus().process(output)["active"] is False
+    assert UfwStatus().process(output).active is False
 
 
 def test_fail2ban_jails() -> None:
@@ -145,13 +150,9 @@ def test_tmpfs_mounts_join_fstab_and_live_mounts() -> None:
         "tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0",
     ]
     state = TmpfsMounts().process(output)
-    assert state["/tmp"]["fstab"].startswith("tmpfs /tmp tmpfs rw,nodev")
-    assert "noexec" in state["/tmp"]["options"]
-    assert state["/dev/shm"] == {
-        "fstab": None,
-        "type": "tmpfs",
-        "options": ["rw", "nosuid", "nodev"],
-    }
+    assert (state["/tmp"].fstab or "").startswith("tmpfs /tmp tmpfs rw,nodev")
+    assert "noexec" in state["/tmp"].options
+    assert state["/dev/shm"] == Mount(fstab=None, type="tmpfs", options=("rw", "nosuid", "nodev"))
 
 
 def test_unit_states() -> None:
@@ -207,15 +208,15 @@ def test_sshd_state_reads_every_part_of_one_command() -> None:
         f"{SECTION}revert",
         "active",
     ]
-    assert SshdState().process(output) == {
-        "version": (9, 2),
-        "dropin_sha1": None,
-        "hostkeys": {"ED25519": 256, "RSA": 3072},
-        "others": [("/etc/ssh/sshd_config.d/50-cloud-init.conf", 1, "PasswordAuthentication yes")],
-        "weak_moduli": 31,
-        "socket": False,
-        "revert_pending": True,
-    }
+    assert SshdState().process(output) == Sshd(
+        version=(9, 2),
+        dropin_sha1=None,
+        hostkeys={"ED25519": 256, "RSA": 3072},
+        others=[("/etc/ssh/sshd_config.d/50-cloud-init.conf", 1, "PasswordAuthentication yes")],
+        weak_moduli=31,
+        socket=False,
+        revert_pending=True,
+    )
 
 
 def test_fail2ban_state_in_one_command() -> None:
@@ -227,9 +228,9 @@ def test_fail2ban_state_in_one_command() -> None:
         "`- Jail list:\tsshd",
     ]
     state = Fail2banState().process(output)
-    assert state == {"jail_sha1": "3f786850e387550fdab836ed7e6dc881de23001b", "jails": ["sshd"]}
+    assert state == Fail2ban("3f786850e387550fdab836ed7e6dc881de23001b", ["sshd"])
     stopped = Fail2banState().process([f"{SECTION}sha1", f"{SECTION}jails", "not running"])
-    assert stopped == {"jail_sha1": None, "jails": None}
+    assert stopped == Fail2ban(jail_sha1=None, jails=None)
 
 
 HOST_PROGRAMS = ("systemctl", "ssh", "ssh-keygen", "sshd", "fail2ban-client", "ufw", "iptables")
@@ -262,3 +263,10 @@ def test_a_fact_command_succeeds_on_a_host_that_has_none_of_it(
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_login_context_is_the_address_and_groups_of_this_login() -> None:
+    assert LoginContext().process(["client 10.0.2.2", "groups deploy sudo"]) == Login(
+        "10.0.2.2", ("deploy", "sudo")
+    )
+    assert LoginContext().process(["client ", "groups deploy"]) == Login(None, ("deploy",))

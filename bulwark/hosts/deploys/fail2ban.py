@@ -43,9 +43,9 @@ def jail_config(content: str, jails: list[str]):  # type: ignore[no-untyped-def]
     + jails: jails that must be loaded
     """
     state = host.get_fact(Fail2banState, jail_local=JAIL_LOCAL)
-    current = state["jail_sha1"]
+    current = state.jail_sha1
     wanted = hashlib.sha1(content.encode(), usedforsecurity=False).hexdigest()
-    loaded = state["jails"]
+    loaded = state.jails
     if current == wanted and loaded is not None and set(jails) <= set(loaded):
         host.noop(f"fail2ban is running with jails {', '.join(sorted(loaded))}")
         return

@@ -50,7 +50,7 @@ def ufw_rules(rules: list[str], logging: str):  # type: ignore[no-untyped-def]
     + logging: ufw logging level
     """
     state = host.get_fact(UfwStatus)
-    current = state["rules"]
+    current = state.rules
     changed = False
     for rule in rules:
         if rule not in current:
@@ -60,16 +60,16 @@ def ufw_rules(rules: list[str], logging: str):  # type: ignore[no-untyped-def]
         if rule not in rules:
             yield f"ufw delete {rule}"
             changed = True
-    if state["incoming"] != "deny":
+    if state.incoming != "deny":
         yield "ufw default deny incoming"
         changed = True
-    if state["outgoing"] != "allow":
+    if state.outgoing != "allow":
         yield "ufw default allow outgoing"
         changed = True
-    if state["logging"] != logging:
+    if state.logging != logging:
         yield f"ufw logging {logging}"
         changed = True
-    if not state["active"]:
+    if not state.active:
         yield "ufw --force enable"  # --force: it would prompt over SSH otherwise
         changed = True
     if not changed:

@@ -34,11 +34,11 @@ def own_login_survives(inventory_host: InventoryHost):  # type: ignore[no-untype
     + inventory_host: the host as the inventory describes it
     """
     seen = host.get_fact(LoginContext, _sudo=False)  # sudo would drop SSH_CLIENT
-    refusal = login_refusal(inventory_host, seen["client"], seen["groups"])
+    refusal = login_refusal(inventory_host, seen.client, list(seen.groups))
     if refusal:
         raise OperationError(refusal + "; nothing was changed")
     host.noop(
-        f"{inventory_host.user} from {seen['client'] or 'here'} stays allowed by the new settings"
+        f"{inventory_host.user} from {seen.client or 'here'} stays allowed by the new settings"
     )
     yield from ()  # an operation is a generator of commands; this one only reads
 

@@ -12,7 +12,7 @@ from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
-from bulwark.hosts.facts import TmpfsMounts
+from bulwark.hosts.facts import Mount, TmpfsMounts
 from bulwark.hosts.operations import (
     ConfigFile,
     config_files,
@@ -41,19 +41,19 @@ def hardened_tmpfs(paths: list[str], size: str):  # type: ignore[no-untyped-def]
     state = host.get_fact(TmpfsMounts, paths=paths)
     done = []
     for path in paths:
-        found = state.get(path, {"fstab": None, "type": None, "options": []})
+        found = state.get(path, Mount())
         line = tmpfs_line(path, size)
-        if found["fstab"] != line:
+        if found.fstab != line:
             yield from files.line._inner(path="/etc/fstab", line=rf"^\S+\s+{path}\s", replace=line)
-        if found["type"] is None:
+        if found.type is None:
             yield f"mount {path}"
-        elif not set(MOUNT_OPTIONS) <= set(found["options"]):
+        elif not set(MOUNT_OPTIONS) <= set(found.options):
             # A fresh tmpfs over a live /tmp would hide its files from running programs: remount.
-            if found["type"] == "tmpfs":
+            if found.type == "tmpfs":
                 yield f"mount -o remount,{','.join(MOUNT_OPTIONS)} {path}"
             else:
                 yield f"mount {path}"
-        elif found["fstab"] == line:
+        elif found.fstab == line:
             done.append(path)
     if done == paths:
         host.noop(f"{' and '.join(paths)} are mounted {','.join(MOUNT_OPTIONS)}")

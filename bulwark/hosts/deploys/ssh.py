@@ -96,7 +96,7 @@ class SshPlan:
 
 def make_plan(conf: HardenSettings, inventory_host: InventoryHost) -> SshPlan:
     state = host.get_fact(SshdState, dropin=DROPIN, revert_unit=REVERT_UNIT)
-    version = state["version"]
+    version = state.version
     if version is None:
         raise OperationError(f"{host.name}: OpenSSH not found (ssh -V)")
     try:
@@ -112,21 +112,21 @@ def make_plan(conf: HardenSettings, inventory_host: InventoryHost) -> SshPlan:
         required_rsa_size=version >= (9, 1),
     )
     wanted = hashlib.sha1(dropin.encode(), usedforsecurity=False).hexdigest()
-    keys = state["hostkeys"]
+    keys = state.hostkeys
     return SshPlan(
         dropin=dropin,
-        dropin_changes=state["dropin_sha1"] != wanted,
+        dropin_changes=state.dropin_sha1 != wanted,
         neutralise=tuple(
             (path, number)
-            for path, number, text in state["others"]
+            for path, number, text in state.others
             if text.split()[0].lower() in managed_keys()
         ),
         remove_host_keys=tuple(sorted(k for k in keys if k not in ("ED25519", "RSA"))),
         regenerate_rsa=keys.get("RSA", 0) < RSA_HOST_KEY_BITS,
-        filter_moduli=state["weak_moduli"] > 0,
+        filter_moduli=state.weak_moduli > 0,
         port_changes=conf.ssh.port != inventory_host.sshd_port,
-        socket_activated=state["socket"],
-        revert_pending=state["revert_pending"],
+        socket_activated=state.socket,
+        revert_pending=state.revert_pending,
     )
 
 
