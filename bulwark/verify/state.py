@@ -11,7 +11,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 MARK = "@@bulwark-verify "
 # Users whose effective sshd config is read: root, the deploy user, and one that does not exist
@@ -223,10 +223,41 @@ class UfwRule:
     v6: bool
 
 
-def parse_ufw(lines: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class UfwView:
+    """`ufw status verbose` as verification reads it."""
+
+    active: bool = False
+    incoming: str | None = None
+    outgoing: str | None = None
+    logging: str | None = None
+    rules: tuple[UfwRule, ...] = ()
+
+
+class Unit(NamedTuple):
+    """A systemd unit: its unit-file state (enabled, disabled, static, absent, ...) and its
+    active state (active, inactive, failed, ... or "")."""
+
+    file_state: str
+    active: str
+
+
+class Stat(NamedTuple):
+    mode: str  # octal, "644"
+    user: str
+    group: str
+    kind: str  # "regular file", "directory", ...
+
+
+class MountPoint(NamedTuple):
+    fstype: str
+    options: list[str]
+
+
+def parse_ufw(lines: list[str]) -> UfwView:
     """`ufw status verbose`: active, default policies, logging, and the rule table."""
-    state: dict[str, Any] = {"active": False, "incoming": None, "outgoing": None}
-    state |= {"logging": None, "rules": []}
+    state: dict[str, object] = {}
+    rules: list[UfwRule] = []
     table = False
     for raw in lines:
         line = raw.strip()
@@ -250,7 +281,7 @@ def parse_ufw(lines: list[str]) -> dict[str, Any]:
             if match:
                 to = match["to"]
                 v6 = to.endswith("(v6)") or match["src"].endswith("(v6)")
-                state["rules"].append(
+                rules.append(
                     UfwRule(
                         to=to.removesuffix(" (v6)"),
                         action=match["action"],
@@ -258,7 +289,17 @@ def parse_ufw(lines: list[str]) -> dict[str, Any]:
                         v6=v6,
                     )
                 )
-    return state
+    return UfwView(
+        active=state.get("active") is True,
+        incoming=_text(state.get("incoming")),
+        outgoing=_text(state.get("outgoing")),
+        logging=_text(state.get("logging")),
+        rules=tuple(rules),
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 class HostState:
@@ -337,33 +378,36 @@ class HostState:
         return found
 
     @cached_property
-    def mounts(self) -> dict[str, tuple[str, list[str]]]:
+    def mounts(self) -> dict[str, MountPoint]:
         found = {}
         for line in self.lines("mounts"):
             fields = line.split()
             if len(fields) >= 4:
-                found[fields[1]] = (fields[2], fields[3].split(","))
+                found[fields[1]] = MountPoint(fields[2], fields[3].split(","))
         return found
 
     @cached_property
-    def ufw(self) -> dict[str, Any]:
+    def ufw(self) -> UfwView:
         return parse_ufw(self.lines("ufw"))
 
     @cached_property
-    def units(self) -> dict[str, tuple[str, str]]:
+    def units(self) -> dict[str, Unit]:
         found = {}
         for line in self.lines("units"):
             name, *rest = line.split()
-            found[name] = (rest[0] if rest else "absent", rest[1] if len(rest) > 1 else "")
+            found[name] = Unit(rest[0] if rest else "absent", rest[1] if len(rest) > 1 else "")
         return found
 
+    def unit(self, name: str) -> Unit:
+        """The unit's states; ("absent", "") when systemd does not know it."""
+        return self.units.get(name, Unit("absent", ""))
+
     @cached_property
-    def stats(self) -> dict[str, tuple[str, str, str, str]]:
-        """path -> (mode, user, group, type)"""
+    def stats(self) -> dict[str, Stat]:
         found = {}
         for line in self.lines("stat"):
             path, mode, user, group, kind = line.split(" ", 4)
-            found[path] = (mode, user, group, kind)
+            found[path] = Stat(mode, user, group, kind)
         return found
 
     @cached_property

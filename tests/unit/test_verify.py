@@ -162,9 +162,9 @@ Anywhere                   REJECT IN   203.0.113.9      # by Fail2Ban after 5 at
 
 def test_ufw_status_table() -> None:
     state = parse_ufw(UFW.splitlines())
-    assert state["active"]
-    assert (state["incoming"], state["outgoing"]) == ("deny", "allow")
-    rules = [(r.to, r.action, r.source, r.v6) for r in state["rules"]]
+    assert state.active
+    assert (state.incoming, state.outgoing) == ("deny", "allow")
+    rules = [(r.to, r.action, r.source, r.v6) for r in state.rules]
     assert rules == [
         ("22/tcp", "LIMIT IN", "Anywhere", False),
         ("5432/tcp", "ALLOW IN", "10.0.0.0/8", False),

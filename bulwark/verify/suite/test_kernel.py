@@ -229,7 +229,7 @@ def test_tmp_mounts(state: HostState, expected: HardenSettings) -> None:
         mount = state.mounts.get(path)
         if mount is None:
             problems.append(f"{path} is not a separate mount")
-        elif missing := wanted - set(mount[1]):
+        elif missing := wanted - set(mount.options):
             problems.append(f"{path} lacks {','.join(sorted(missing))}")
     assert not problems, "; ".join(problems)
 
@@ -248,7 +248,7 @@ def test_other_mounts(state: HostState) -> None:
     problems = [
         f"{path} lacks {','.join(sorted(missing))}"
         for path, wanted in present.items()
-        if (missing := wanted - set(state.mounts[path][1]))
+        if (missing := wanted - set(state.mounts[path].options))
     ]
     assert not problems, "; ".join(problems)
 

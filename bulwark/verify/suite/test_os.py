@@ -368,5 +368,5 @@ def test_syslog(state: HostState) -> None:
 def test_auditd(state: HostState) -> None:
     if "auditd" not in state.installed:
         not_applicable("auditd is not part of bulwark's baseline (journald + sudo log instead)")
-    enabled, active = state.units.get("auditd", ("absent", ""))
+    enabled, active = state.unit("auditd")
     assert active == "active", f"auditd is installed but {active or enabled}"

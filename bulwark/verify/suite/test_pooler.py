@@ -42,7 +42,7 @@ def listeners(state: HostState, process: str) -> list[str]:
 )
 def test_pooler_service(state: HostState, expected: HardenSettings) -> None:
     pooler(expected)
-    enabled, active = state.units.get("pgbouncer", ("absent", ""))
+    enabled, active = state.unit("pgbouncer")
     assert (enabled, active) == ("enabled", "active"), f"pgbouncer.service is {enabled}/{active}"
 
 
@@ -93,7 +93,7 @@ def test_pooler_auth_scram(state: HostState, expected: HardenSettings) -> None:
 def test_pooler_firewall(state: HostState, expected: HardenSettings) -> None:
     conf = pooler(expected)
     to = f"{conf.port}/tcp"
-    sources = sorted(r.source for r in state.ufw["rules"] if r.to == to and not r.v6)
+    sources = sorted(r.source for r in state.ufw.rules if r.to == to and not r.v6)
     assert sources == sorted(conf.client_ranges), (
         f"ufw lets {sources or 'nobody'} reach {to} (want {sorted(conf.client_ranges)})"
     )

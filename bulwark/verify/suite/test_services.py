@@ -40,11 +40,11 @@ def _as_rule(rule: UfwRule) -> tuple[str, str, str]:
 )
 def test_ufw_active(state: HostState) -> None:
     ufw = state.ufw
-    assert ufw["active"], f"ufw status: {state.text('ufw').splitlines()[:1] or ['no output']}"
-    assert ufw["incoming"] == "deny", f"default incoming policy {ufw['incoming']}"
-    assert ufw["outgoing"] == "allow", f"default outgoing policy {ufw['outgoing']}"
-    assert ufw["logging"] and not ufw["logging"].startswith("off"), f"logging {ufw['logging']}"
-    enabled, _ = state.units.get("ufw", ("absent", ""))
+    assert ufw.active, f"ufw status: {state.text('ufw').splitlines()[:1] or ['no output']}"
+    assert ufw.incoming == "deny", f"default incoming policy {ufw.incoming}"
+    assert ufw.outgoing == "allow", f"default outgoing policy {ufw.outgoing}"
+    assert ufw.logging and not ufw.logging.startswith("off"), f"logging {ufw.logging}"
+    enabled, _ = state.unit("ufw")
     assert enabled == "enabled", f"ufw.service is {enabled}: the firewall is gone after a reboot"
 
 
@@ -56,7 +56,7 @@ def test_ufw_active(state: HostState) -> None:
 )
 def test_ufw_declared_ports(state: HostState, expected: HardenSettings) -> None:
     # What lets traffic in; DENY/REJECT rules (fail2ban's bans among them) open nothing.
-    rules = [r for r in state.ufw["rules"] if r.action in ("ALLOW IN", "LIMIT IN")]
+    rules = [r for r in state.ufw.rules if r.action in ("ALLOW IN", "LIMIT IN")]
     v4 = {_as_rule(r) for r in rules if not r.v6}
     wanted = declared_rules(expected)
     extra, missing = v4 - wanted, wanted - v4
@@ -79,7 +79,7 @@ def _fail2ban(state: HostState) -> dict[str, str]:
     rationale="A fail2ban that died on a missing log file protects nothing, silently.",
 )
 def test_fail2ban_active(state: HostState) -> None:
-    enabled, active = state.units.get("fail2ban", ("absent", ""))
+    enabled, active = state.unit("fail2ban")
     assert active == "active", f"fail2ban.service is {active or enabled}"
     assert enabled == "enabled", f"fail2ban.service is {enabled} at boot"
     f2b = _fail2ban(state)
@@ -173,7 +173,7 @@ def test_updates_unattended(state: HostState) -> None:
         value = (conf.get(key) or ["0"])[-1]
         assert value not in ("0", ""), f"{key} is {value}: apt never runs it"
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
-        enabled, active = state.units.get(timer, ("absent", ""))
+        enabled, active = state.unit(timer)
         assert (enabled, active) == ("enabled", "active"), f"{timer} is {enabled}/{active}"
 
 
@@ -223,7 +223,7 @@ def test_time_sync(state: HostState) -> None:
     daemons = [
         name
         for name in ("systemd-timesyncd", "chrony", "ntp", "ntpsec", "openntpd")
-        if state.units.get(name, ("absent", ""))[1] == "active"
+        if state.unit(name)[1] == "active"
     ]
     assert len(daemons) == 1, f"time sync daemons running: {daemons or 'none'}"
     lines = state.lines("time")
