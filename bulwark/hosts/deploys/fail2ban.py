@@ -13,6 +13,7 @@ from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import Fail2banState
+from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.templates import render
 
 JAIL_LOCAL = "/etc/fail2ban/jail.local"
@@ -65,8 +66,8 @@ def jail_config(content: str, jails: list[str]):  # type: ignore[no-untyped-def]
 
 
 @deploy("fail2ban")
-def fail2ban() -> None:
-    conf = current().settings
+def fail2ban(inventory_host: InventoryHost | None = None) -> None:
+    conf = (inventory_host or current()).settings
     jails = ["sshd", *(["recidive"] if conf.fail2ban.recidive else [])]
     jail_config(
         name=f"fail2ban: jails {', '.join(jails)} on port {conf.ssh.port}, banning through ufw",

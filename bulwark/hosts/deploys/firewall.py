@@ -11,6 +11,7 @@ from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import UfwStatus
+from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.operations import program_exists
 from bulwark.settings.hosts import FirewallSettings, HardenSettings
 
@@ -84,8 +85,8 @@ def service_ports(conf: HardenSettings) -> list[tuple[int, tuple[str, ...]]]:
 
 
 @deploy("Firewall")
-def firewall() -> None:
-    inventory_host = current()
+def firewall(inventory_host: InventoryHost | None = None) -> None:
+    inventory_host = inventory_host or current()
     conf = inventory_host.settings
     if program_exists("docker"):
         logger.warning(

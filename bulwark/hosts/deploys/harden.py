@@ -61,5 +61,8 @@ def harden() -> None:
         mode="700",
         _sudo=True,
     )
-    for area in (packages, firewall, ssh, fail2ban, updates, kernel, pgbouncer):
-        area(_temp_dir=PYINFRA_TMP)
+    # Each area gets the host validated once, here; run alone (pyinfra ... deploys.ssh.ssh) an
+    # area validates it itself.
+    packages(_temp_dir=PYINFRA_TMP)
+    for area in (firewall, ssh, fail2ban, updates, kernel, pgbouncer):
+        area(inventory_host=inventory_host, _temp_dir=PYINFRA_TMP)

@@ -13,6 +13,7 @@ from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import Mount, TmpfsMounts
+from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.operations import (
     ConfigFile,
     config_files,
@@ -77,8 +78,8 @@ def sudoers_defaults(content: str):  # type: ignore[no-untyped-def]
 
 
 @deploy("Kernel and file system")
-def kernel() -> None:
-    conf = current().settings.kernel
+def kernel(inventory_host: InventoryHost | None = None) -> None:
+    conf = (inventory_host or current()).settings.kernel
     if "squashfs" in conf.disabled_filesystems and program_exists("snap"):
         logger.warning(
             "%s: snapd is installed and mounts every snap as squashfs; with squashfs disabled "

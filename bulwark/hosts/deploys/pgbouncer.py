@@ -16,6 +16,7 @@ from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import FileStates
+from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.operations import (
     UPLOAD_DIR,
     ConfigFile,
@@ -251,8 +252,8 @@ def pgbouncer_config(conf: PgbouncerSettings, passwords: dict[str, str]):  # typ
 
 
 @deploy("PgBouncer")
-def pgbouncer() -> None:
-    conf = current().settings.pgbouncer
+def pgbouncer(inventory_host: InventoryHost | None = None) -> None:
+    conf = (inventory_host or current()).settings.pgbouncer
     if conf is None:
         return
     passwords = read_passwords(conf)

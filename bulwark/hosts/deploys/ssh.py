@@ -322,8 +322,8 @@ def confirm_fresh_login(inventory_host: InventoryHost, port: int) -> None:
 
 
 @deploy("SSH")
-def ssh() -> None:
-    inventory_host = current()
+def ssh(inventory_host: InventoryHost | None = None) -> None:
+    inventory_host = inventory_host or current()
     conf = inventory_host.settings
     script = render("ssh/bulwark-ssh-revert.sh.j2", backup=BACKUP, reverted_mark=REVERTED_MARK)
     installed = [ConfigFile(REVERT_SCRIPT, script, mode="755")]

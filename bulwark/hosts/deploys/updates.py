@@ -8,6 +8,7 @@ from pyinfra.api import OperationError, deploy
 from pyinfra.facts.server import LinuxDistribution
 
 from bulwark.hosts.deploys.context import current
+from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.operations import ConfigFile, config_files, program_exists, units_running
 from bulwark.hosts.templates import render
 
@@ -54,8 +55,8 @@ def dry_run_check(origin: str) -> str:
 
 
 @deploy("Security updates")
-def updates() -> None:
-    conf = current().settings
+def updates(inventory_host: InventoryHost | None = None) -> None:
+    conf = (inventory_host or current()).settings
     distro_id, codename = distro()
     origin = security_origin(distro_id, codename)
     if conf.updates.mail and not program_exists("sendmail"):
