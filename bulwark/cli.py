@@ -41,8 +41,56 @@ app = typer.Typer(
 lab_app = typer.Typer(help="Disposable local VMs that look like a provider's fresh VPS.")
 app.add_typer(lab_app, name="lab")
 
-out = Console()
-err = Console(stderr=True)
+
+def _console(*, stderr: bool = False) -> Console:
+    """A terminal gets rich's usual console; a pipe or a file gets lines that are never wrapped
+    (a wrapped `serviceAccount:...` or evidence line is a broken one). NO_COLOR is honoured by
+    rich either way."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=1_000_000, soft_wrap=True)
+
+
+out = _console()
+err = _console(stderr=True)
+
+# What `bulwark --version` reports beside bulwark itself: the engines it drives.
+ENGINES = ("pulumi", "pulumi-gcp", "pulumi-policy", "pyinfra", "pytest-testinfra", "paramiko")
+
+
+def _version(value: bool) -> None:
+    """`--version`: bulwark's version and its engines', read from package metadata (nothing
+    is imported)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    out.print(f"bulwark {of('bulwark')}", highlight=False)
+    for name in ENGINES:
+        out.print(f"  {name} {of(name)}", highlight=False)
+    raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_version,
+            help="Print bulwark's version and those of pulumi, pulumi-gcp, pyinfra and testinfra.",
+        ),
+    ] = False,
+) -> None:
+    """Provision a production platform, harden its hosts, and prove it."""
 
 
 def error_line(message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -135,3 +136,28 @@ def test_the_readme_fits_on_a_screen_and_its_links_resolve() -> None:
         text = (root / page).read_text()
         for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", text):
             assert (root / page).parent.joinpath(target).exists(), f"{page} links to {target}"
+
+
+def test_version_names_bulwark_and_its_engines_without_importing_them() -> None:
+    code = (
+        "import sys; from bulwark.cli import run; rc = run(['--version']); "
+        "print(sorted(m for m in ('pulumi', 'pulumi_gcp', 'pyinfra', 'testinfra', 'paramiko') "
+        "if m in sys.modules)); sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("bulwark ")
+    names = {line.split()[0] for line in lines[1:-1]}
+    assert {"pulumi", "pulumi-gcp", "pyinfra", "pytest-testinfra"} <= names
+    assert all(line.split()[1][0].isdigit() for line in lines[1:-1])
+    assert lines[-1] == "[]"  # read from package metadata: no engine was imported
+
+
+def test_output_to_a_pipe_is_never_wrapped() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bulwark", "plan", "--stack", "prod"],
+        capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "40"},
+    )  # fmt: skip
+    member = "serviceAccount:bulwark-prod-run@acme-bulwark-prod.iam.gserviceaccount.com"
+    assert any(member in line for line in done.stdout.splitlines())
+    assert max(len(line) for line in done.stdout.splitlines()) > 120
