@@ -2,11 +2,10 @@
 
 The suite runs on two pytest-xdist workers, one per core (`-n 2 --dist loadfile
 --no-loadscope-reorder`, see pyproject.toml): two TCG guests at once use the machine fully,
-a third only slows all three down (CI measured 64 min with three workers). xdist hands whole
-modules out in collection order, each to the first worker that runs dry, so the lab modules
-come first, longest first: trixie (26 min) and harden (22) start at once, verify (29) follows
-harden, lab_cli (17) then bootstrap follow trixie, and the unit tests fill in as the chains end
-(the workers ended 3 min apart in CI; module times in docs/benchmarks.md, "The test suite").
+a third only slows all three down. xdist hands whole modules out in collection order, each to
+the first worker that runs dry, so the lab modules come first, longest first: trixie and
+harden start at once, verify follows harden, lab_cli then bootstrap follow trixie (module
+times: docs/benchmarks.md, "The test suite").
 `--dist loadgroup` would name the chains outright, but pytest-xdist 3.8 cannot regroup pytest
 9's node ids.
 """

@@ -86,7 +86,7 @@ def demo_vps() -> Iterator[dict[str, Any]]:
     """`bulwark demo --keep`: a fresh VPS booted, bootstrapped, hardened with the default
     settings (UFW's rate limit on, no ignoreip) and verified, then left running for the tests
     that need such a host; stopped at the end."""
-    # A whole fresh VPS on TCG: boot, bootstrap, first harden (~10 min alone), re-run, verify.
+    # A whole fresh VPS on TCG: boot, bootstrap, first harden (the longest part), re-run, verify.
     result = bulwark("demo", "--keep", "--json", timeout=2400)
     try:
         data = json.loads(result.stdout)

@@ -198,7 +198,8 @@ def effective_check(conf: HardenSettings, user: str) -> str:
 
 def reload_command(plan: SshPlan) -> str:
     """How sshd picks up the change: a reload keeps sessions; a new port needs the listener
-    restarted, and on Ubuntu >= 22.10 the port lives in ssh.socket (ANCHORS pitfall 4)."""
+    restarted, and on Ubuntu >= 22.10 the port lives in ssh.socket (docs/design.md, "Lockout
+    guard")."""
     if plan.socket_activated and plan.port_changes:
         return "systemctl daemon-reload && systemctl restart ssh.socket"
     if plan.port_changes:
