@@ -120,3 +120,17 @@ def test_settings_that_would_shut_out_this_runs_login_are_refused(
     else:
         assert found is not None
         assert re.search(refusal, found)
+
+
+def test_the_documented_inventory_is_one_bulwark_accepts() -> None:
+    """docs/hosts.md's example inventory, NAT host included, as harden and verify read it."""
+    page = (Path(__file__).parents[2] / "docs" / "hosts.md").read_text()
+    (code,) = re.findall(r"An inventory \(`hosts/prod.py`\):\n\n```python\n(.*?)```", page, re.S)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "docs/hosts.md", "exec"), namespace)  # noqa: S102 - our own docs
+    hosts = {name: from_data(name, dict(data)) for name, data in namespace["web"]}  # type: ignore[attr-defined]
+    nat = hosts["203.0.113.20"]
+    assert nat.sshd_port == 22  # the port inside the host, which sshd and the firewall name
+    assert nat.reach(22).port == 2201
+    assert nat.reach(8080).port == 2280
+    assert hosts["web1.example.com"].settings.firewall.ssh_sources
