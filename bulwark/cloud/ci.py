@@ -109,6 +109,24 @@ def repository_principals(
     )
 
 
+def impersonation(
+    name: str,
+    account: gcp.serviceaccount.Account,
+    pool: gcp.iam.WorkloadIdentityPool,
+    repository: str,
+    child: pulumi.ResourceOptions,
+) -> gcp.serviceaccount.IAMMember:
+    """`<name>-wif-user`: the pool's identities from `repository`, and no other, may act as
+    `account`."""
+    return gcp.serviceaccount.IAMMember(
+        f"{name}-wif-user",
+        service_account_id=account.name,
+        role="roles/iam.workloadIdentityUser",
+        member=repository_principals(pool, repository),
+        opts=child,
+    )
+
+
 @dataclass(frozen=True)
 class GithubDeployerArgs:
     """+ settings: repository, its id, branch; + base_name: prefix of resource names;
@@ -188,12 +206,8 @@ class GithubDeployer(pulumi.ComponentResource):
             for i, account in enumerate(args.acts_as)
         ]
         # Only identities from the pinned repository may impersonate the deployer.
-        self.impersonation = gcp.serviceaccount.IAMMember(
-            f"{name}-wif-user",
-            service_account_id=self.account.name,
-            role="roles/iam.workloadIdentityUser",
-            member=repository_principals(self.pool, s.github_repository),
-            opts=child,
+        self.impersonation = impersonation(
+            name, self.account, self.pool, s.github_repository, child
         )
         self.provider_name = self.provider.name
         self.service_account = self.account.email
@@ -250,12 +264,8 @@ class GithubReader(pulumi.ComponentResource):
             opts=child,
         )
         self.account, self.roles = reader.account, reader.roles
-        self.impersonation = gcp.serviceaccount.IAMMember(
-            f"{name}-wif-user",
-            service_account_id=self.account.name,
-            role="roles/iam.workloadIdentityUser",
-            member=repository_principals(self.pool, s.github_repository),
-            opts=child,
+        self.impersonation = impersonation(
+            name, self.account, self.pool, s.github_repository, child
         )
         self.provider_name = self.provider.name
         self.service_account = self.account.email
