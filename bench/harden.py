@@ -12,6 +12,7 @@ and without Python's bytecode cache (bench/bytecode.py).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -23,7 +24,6 @@ from pathlib import Path
 from bytecode import env_for
 
 from bulwark.hosts.bootstrap import TrustStore, bootstrap
-from bulwark.hosts.harden import changed_operations
 from bulwark.hosts.keys import ensure_key
 from bulwark.hosts.ssh import connect
 from bulwark.lab import vm as lab
@@ -55,13 +55,13 @@ dpkg-reconfigure -f noninteractive unattended-upgrades
 def timed_harden(inventory: Path, env: dict[str, str] | None = None, rerun: bool = True) -> float:
     start = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "bulwark.cli", "harden", str(inventory)],
+        [sys.executable, "-m", "bulwark", "harden", str(inventory), "--yes", "--json"],
         capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     elapsed = time.monotonic() - start
     if done.returncode != 0:
         raise SystemExit(f"harden failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    if rerun and changed_operations(done.stdout) != 0:
+    if rerun and json.loads(done.stdout)["changed"] != 0:
         raise SystemExit(f"a re-run changed something:\n{done.stdout[-3000:]}")
     return elapsed
 

@@ -47,7 +47,7 @@ def timed_plan(stacks: tuple[str, ...], env: dict[str, str]) -> float:
     flags = [arg for stack in stacks for arg in ("--stack", stack)]
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "bulwark.cli", "plan", *flags, "--json"],
+        [sys.executable, "-m", "bulwark", "plan", *flags, "--json"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     elapsed = time.perf_counter() - start

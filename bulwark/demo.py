@@ -10,8 +10,9 @@ from pathlib import Path
 
 from bulwark import dirs
 from bulwark.audit import run_audit
+from bulwark.errors import BulwarkError
 from bulwark.hosts.bootstrap import BootstrapReport, TrustStore, bootstrap
-from bulwark.hosts.harden import HardenRun, run_harden
+from bulwark.hosts.harden import HardenRun, Tracker, prepare, run_harden
 from bulwark.hosts.keys import ensure_key
 from bulwark.lab import vm as lab
 from bulwark.lab.inventory import host_data, write_inventory
@@ -49,7 +50,7 @@ class DemoResult:
             "bootstrap": self.first.as_dict(),
             "rerun": self.second.as_dict(),
             "host_key_confirmed": self.host_key_confirmed,
-            "harden": {"changed": self.harden.changed},
+            "harden": self.harden.as_dict(),
             "root_login_refused": self.root_login_refused,
             "verify": json.loads(self.verify.to_json()),
             "audit": {
@@ -105,7 +106,18 @@ def run_demo(
             vm.directory / "inventory.py",
             {vm.name: host_data(vm, user=deploy.name, key=deploy.key_path)},
         )
-        harden = run_harden(inventory, capture=True)
+        hosts = prepare(inventory)
+        tracker = Tracker([h.name for h in hosts])
+
+        def on_line(line: str) -> None:
+            area = tracker.area
+            if tracker.feed(line) and tracker.area != area:
+                say(f"hardening: {tracker.area} ({tracker.done.get(vm.name, 0)} operations done)")
+
+        harden = run_harden(inventory, hosts, on_line=on_line)
+        if not harden.ok:
+            failed = ", ".join(f"{c.area}: {c.operation}" for c in harden.hosts[0].failed)
+            raise BulwarkError(f"hardening {vm.name} failed ({failed}); its log: {harden.log}")
         say("verifying: controls from inside, probes from outside (root login, passwords, ports)")
         probe_keys = [vm.root_key_path] if spec.auth == "key" else []
         report = run_verify(from_inventory(inventory), probe_keys=probe_keys, inventory=inventory)

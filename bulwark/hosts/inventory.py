@@ -6,7 +6,7 @@ import fnmatch
 import ipaddress
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pyinfra.api import Config, State
 from pyinfra.context import ctx_config, ctx_state
 
+from bulwark.dirs import project_root
 from bulwark.errors import ConfigError
 from bulwark.hosts.bootstrap import TrustStore, require_proof
 from bulwark.hosts.keys import hardened_sshd_refuses, load_key
@@ -159,15 +160,32 @@ def load(path: Path, limit: str | None = None) -> list[InventoryHost]:
     except (Exception, SystemExit) as exc:
         raise _load_error(path, exc) from None
     hosts = []
+    base = project_of(path)
     for host in inventory:
         if patterns and not _matches(host.name, host.groups, patterns):
             continue
-        hosts.append(from_data(host.name, host.data.dict()))
+        hosts.append(_anchored(from_data(host.name, host.data.dict()), base))
     if not hosts and limit is not None:
         raise ConfigError(f"no host in {path} matches --limit {limit}: check the name or group")
     if not hosts:
         raise ConfigError(f"{path} has no hosts: declare them as a pyinfra inventory does")
     return hosts
+
+
+def project_of(inventory: Path) -> Path:
+    """The folder an inventory's relative paths (its key, its known_hosts) are read from: the
+    project around the inventory, so that harden and verify mean the same files from any
+    folder; an inventory outside any project keeps the current folder."""
+    return project_root(inventory.parent) or Path.cwd()
+
+
+def _anchored(host: InventoryHost, base: Path) -> InventoryHost:
+    key = host.key_file
+    return replace(
+        host,
+        key_file=base / key if key is not None and not key.is_absolute() else key,
+        known_hosts=host.known_hosts if host.known_hosts.is_absolute() else base / host.known_hosts,
+    )
 
 
 def _matches(name: str, groups: list[str], patterns: tuple[str, ...]) -> bool:

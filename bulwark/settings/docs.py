@@ -120,3 +120,10 @@ def cloud_settings_table() -> str:
         shown = "(required)" if field.is_required() else f"`{_plain(field.default)}`"
         lines.append(f"| `{key}` | {kind(field)} | {shown} | {field.description or ''} |")
     return "\n".join([CLOUD_BEGIN, *lines, CLOUD_END])
+
+
+def settings_schema(*, cloud: bool) -> dict[str, object]:
+    """The settings as JSON Schema (types, bounds, defaults, descriptions): what `bulwark
+    settings --json` prints, for editors and for checking a file before a run."""
+    model: type[BaseModel] = CloudSettings if cloud else HardenSettings
+    return model.model_json_schema(mode="validation")

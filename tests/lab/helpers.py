@@ -11,7 +11,6 @@ from typing import Any
 
 from ssh_audit.builtin_policies import BUILTIN_POLICIES  # type: ignore[import-untyped]
 
-from bulwark.hosts.harden import changed_operations
 from bulwark.hosts.keys import KeyPair
 from bulwark.lab.inventory import host_data, write_inventory
 from bulwark.lab.vm import LabVM
@@ -23,10 +22,10 @@ def inventory(vm: LabVM, operator: KeyPair, settings: dict[str, Any]) -> Path:
 
 
 def harden(inv: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`bulwark harden` as an operator runs it (the installed console script)."""
+    """`bulwark harden` as CI runs it (the installed console script, --yes, the JSON summary)."""
     exe = Path(sys.executable).with_name("bulwark")
     return subprocess.run(
-        [str(exe), "harden", str(inv), *args],
+        [str(exe), "harden", str(inv), "--yes", "--json", *args],
         capture_output=True,
         text=True,
         timeout=2400,
@@ -35,9 +34,12 @@ def harden(inv: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def changed_ops(output: str) -> int:
-    changed = changed_operations(output)
-    assert changed is not None, f"no results table in pyinfra's output:\n{output[-2000:]}"
-    return changed
+    """The changed operations of `bulwark harden --json`'s summary (would change, with --dry)."""
+    try:
+        summary = json.loads(output)
+    except json.JSONDecodeError:
+        raise AssertionError(f"no JSON summary from bulwark harden:\n{output[-2000:]}") from None
+    return int(summary["changed"])
 
 
 def ssh_audit(port: int, policy: str) -> subprocess.CompletedProcess[str]:

@@ -59,7 +59,7 @@ def test_trixie_lab_up_bootstrap_list_down(tmp_path: Path) -> None:
             "bootstrap", "127.0.0.1", "--port", str(vm["ssh"]["port"]),
             "--password-env", "LAB_ROOT_PASSWORD",
             "--deploy-key", str(tmp_path / "operator"),
-            "--trust-dir", str(tmp_path / "trust"), "--json",
+            "--trust-dir", str(tmp_path / "trust"), "--json", "--yes",
         ]  # fmt: skip
         first = bulwark(*args, env={"LAB_ROOT_PASSWORD": password})
         assert first.returncode == 0, first.stderr
@@ -157,9 +157,9 @@ def test_five_verifies_then_harden_never_ban_or_block_the_operator(
         found = f"grep -c 'Found {CONTROLLER}' /var/log/fail2ban.log || true"
         counted_before = int(s.run(found, sudo=True).stdout)
         for i in range(5):
-            done = bulwark("verify", str(inv), "--json", str(tmp_path / f"v{i}.json"))
+            done = bulwark("verify", str(inv), "--json", "--out", str(tmp_path / f"v{i}.json"))
             assert done.returncode == 0, f"verify {i + 1}: {done.stdout}{done.stderr}"
-        harden = bulwark("harden", str(inv))
+        harden = bulwark("harden", str(inv), "--yes", "--json")
         assert harden.returncode == 0, harden.stdout[-3000:] + harden.stderr
         assert helpers.changed_ops(harden.stdout) == 0
         status = s.run("fail2ban-client status sshd", sudo=True).stdout
@@ -213,7 +213,7 @@ def test_an_inventory_host_that_resolves_to_this_machine_stops_the_run_first(
             # Everything sshd logs from here on (this session's own login is before it).
             last = s.run("journalctl -u ssh -n 1 --show-cursor -q", sudo=True).stdout
             cursor = last.rsplit("-- cursor: ", 1)[1].strip()
-            for command in (("harden", str(inv)), ("verify", str(inv))):
+            for command in (("harden", str(inv), "--yes"), ("verify", str(inv))):
                 done = bulwark(*command)
                 assert done.returncode == 2, done.stdout + done.stderr
                 assert done.stderr.strip().splitlines() == [

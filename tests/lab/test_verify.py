@@ -49,7 +49,7 @@ def verify(*args: str | Path, out: Path) -> tuple[subprocess.CompletedProcess[st
     """`bulwark verify` as an operator runs it; returns the process and its JSON results."""
     exe = Path(sys.executable).with_name("bulwark")
     done = subprocess.run(
-        [str(exe), "verify", *map(str, args), "--json", str(out)],
+        [str(exe), "verify", *map(str, args), "--json", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -335,7 +335,7 @@ def test_an_unknown_or_changed_host_key_fails_verification(
     spec = f"deploy@127.0.0.1:{vm.target.port}"
     done = subprocess.run(
         [str(exe), "verify", spec, "--key", str(operator.path), "--known-hosts",
-         str(tmp_path / "nosuch"), "--json", str(tmp_path / "none.json")],
+         str(tmp_path / "nosuch"), "--json", "--out", str(tmp_path / "none.json")],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 2

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bulwark import cli
+from bulwark.cli import lab as lab_cli
 from bulwark.demo import DemoResult, demo_audit
 from bulwark.verify.results import ControlResult, HostResult, Report
 
@@ -42,13 +43,17 @@ def test_demo_command_ends_with_the_audit_summary(
     class Fake:
         """What run_demo returns, minus the VM (only what the printer reads)."""
 
+        def as_dict(self) -> dict[str, object]:
+            return {}
+
     def fake_run_demo(*_args: object, **_kwargs: object) -> object:
         result = Fake()
         bootstrap = type("B", (), {"changes": [], "as_dict": lambda self: {}})()
         for key, value in {
             "vm": type("V", (), {"name": "lab-1", "distro": "bookworm"})(),
             "first": bootstrap, "second": bootstrap, "host_key_confirmed": True,
-            "harden": type("H", (), {"changed": 3})(), "root_login_refused": True,
+            "harden": type("H", (), {"changed": 3, "as_dict": lambda self: {}})(),
+            "root_login_refused": True,
             "verify": _verify("pass"), "audit": audit, "audit_html": html,
             "operator_key": tmp_path / "key",
         }.items():  # fmt: skip
@@ -56,7 +61,7 @@ def test_demo_command_ends_with_the_audit_summary(
         return result
 
     monkeypatch.setattr("bulwark.demo.run_demo", fake_run_demo)  # cli imports it lazily
-    monkeypatch.setattr(cli, "_print_bootstrap", lambda _report: None)
+    monkeypatch.setattr(lab_cli, "print_bootstrap", lambda _console, _report: None)
     result = CliRunner().invoke(cli.app, ["demo"])
     assert result.exit_code == 0, result.output
     tail = result.output.strip().splitlines()

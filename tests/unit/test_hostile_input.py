@@ -5,8 +5,10 @@ strings; this table covers what people and scripts actually type.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -80,12 +82,13 @@ INVENTORIES = {
     "proofs_fields.py": inventory(f"{{{GOOD_HOST.replace('{trust}', '{trust}/fields')}}}"),
     "missing_key.py": inventory(f"{{{GOOD_HOST.replace('/good', '/missing')}}}"),
     "good.py": inventory(f"{{{GOOD_HOST}}}"),
+    "proved.py": inventory(f"{{{GOOD_HOST.replace('{trust}', '{trust}/proved')}}}"),
 }
 
 CASES = [
     # ------------------------------------------------------------------ bootstrap
     Case("bootstrap-host-newline", ("bootstrap", "h\n  ProxyCommand touch /tmp/x", "--password-env", "PW"), r"^error: host: .*whitespace or a control character"),
-    Case("bootstrap-host-option", ("bootstrap", "-oProxyCommand=touch", "--password-env", "PW"), r"No such option|not a valid DNS name"),
+    Case("bootstrap-host-option", ("bootstrap", "-oProxyCommand=touch", "--password-env", "PW"), r"No such option|not a valid DNS name|Missing argument 'HOST'"),
     Case("bootstrap-127.1", ("bootstrap", "127.1", "--password-env", "PW"), r"write it as 127\.0\.0\.1"),
     Case("bootstrap-decimal", ("bootstrap", "2130706433", "--password-env", "PW"), r"write it as 127\.0\.0\.1"),
     Case("bootstrap-hex", ("bootstrap", "0x7f000001", "--password-env", "PW"), r"write it as 127\.0\.0\.1"),
@@ -113,6 +116,7 @@ CASES = [
     Case("bootstrap-key-garbage", ("bootstrap", REMOTE, "--key", "{keys}/garbage"), r"not an OpenSSH private key"),
     Case("bootstrap-deploy-key-rsa2048", ("bootstrap", REMOTE, "--deploy-key", "{keys}/rsa", "--password-env", "PW"), r"--deploy-key .* 2048-bit RSA key"),
     Case("bootstrap-deploy-key-newline", ("bootstrap", REMOTE, "--deploy-key", "{keys}/new\nline", "--password-env", "PW"), r"control character"),
+    Case("bootstrap-no-terminal-no-yes", ("bootstrap", REMOTE, "--password-env", "PW", "--trust-dir", "{trust}"), r"^error: bootstrap changes hosts and there is no terminal to ask on: pass --yes"),
     Case("bootstrap-trust-dir-file", ("bootstrap", REMOTE, "--trust-dir", "{keys}/good", "--password-env", "PW"), r"--trust-dir .* is a file"),
     Case("bootstrap-password-env-unset", ("bootstrap", REMOTE, "--password-env", "BULWARK_UNSET"), r"that variable is not set"),
     Case("bootstrap-ask-password-no-tty", ("bootstrap", REMOTE, "--ask-password"), r"needs a terminal"),
@@ -138,6 +142,7 @@ CASES = [
     Case("harden-self-by-address", ("harden", "{inv}/self_address.py"), r"this machine"),
     Case("harden-self-shorthand", ("harden", "{inv}/self_shorthand.py"), r"write it as 127\.0\.0\.1"),
     Case("harden-open-key", ("harden", "{inv}/open_key.py"), r"accessible by others"),
+    Case("harden-no-terminal-no-yes", ("harden", "{inv}/proved.py"), r"^error: harden changes hosts and there is no terminal to ask on: pass --yes to apply \(or --dry to preview\)$"),
     Case("harden-unpinned", ("harden", "{inv}/no_known_hosts.py"), r"ssh_known_hosts_file is not set"),
     Case("harden-proofs-list", ("harden", "{inv}/proofs_list.py"), r"access-proofs\.json: the file: use a valid dictionary"),
     Case("harden-proofs-fields", ("harden", "{inv}/proofs_fields.py"), r"access-proofs\.json: 203\.0\.113\.9\.port: missing"),
@@ -149,7 +154,10 @@ CASES = [
     Case("verify-ipv6-needs-known-hosts", ("verify", "deploy@[2001:db8::1]:22", "--known-hosts", "{trust}/nosuch"), r"2001:db8::1: known_hosts .*nosuch does not exist"),
     Case("verify-known-hosts-missing", ("verify", f"deploy@{REMOTE}", "--known-hosts", "{trust}/nosuch"), r"known_hosts .* does not exist"),
     Case("verify-key-open", ("verify", f"deploy@{REMOTE}", "--key", "{keys}/open"), r"accessible by others"),
-    Case("verify-json-missing-folder", ("verify", f"deploy@{REMOTE}", "--json", "{tmp}/nosuch/r.json"), r"--json .*folder .* does not exist"),
+    Case("verify-out-missing-folder", ("verify", f"deploy@{REMOTE}", "--json", "--out", "{tmp}/nosuch/r.json"), r"--out .*folder .* does not exist"),
+    Case("verify-format-unknown", ("verify", f"deploy@{REMOTE}", "--format", "yaml"), r"--format: .*yaml"),
+    Case("harden-format-unknown", ("harden", "{keys}/good", "--format", "sarif"), r"--format: .*sarif"),
+    Case("audit-json-and-format", ("audit", "--json", "--format", "md"), r"--json .*--format"),
     Case("verify-junit-directory", ("verify", f"deploy@{REMOTE}", "--junit", "{keys}/dir"), r"--junit .* is a directory"),
     Case("verify-bad-selection", ("verify", f"deploy@{REMOTE}", "--known-hosts", "{trust}/known_hosts", "-k", "ssh and ("), r"-k 'ssh and \(' is not a selection"),
     Case("verify-shorthand-loopback", ("verify", "deploy@127.1"), r"write it as 127\.0\.0\.1"),
@@ -227,6 +235,12 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         (trust / name).mkdir()
         (trust / name / "known_hosts").write_text("")
         (trust / name / "access-proofs.json").write_text(content)
+    proved = trust / "proved"
+    proved.mkdir()
+    (proved / "known_hosts").write_text("")
+    (proved / "access-proofs.json").write_text(json.dumps({REMOTE: {
+        "host": REMOTE, "port": 22, "user": "deploy", "key_fingerprint": good.fingerprint,
+        "host_key_fingerprint": "SHA256:x", "proved_at": 0.0}}))  # fmt: skip
     paths = {"keys": keys, "trust": trust, "inv": inv, "results": results, "tmp": tmp_path,
              "stacks": REPO / "stacks"}  # fmt: skip
     for name, text in INVENTORIES.items():
@@ -320,7 +334,38 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(delay: float) -> None:
         assert err.strip().splitlines()[-1].endswith("interrupted"), err
 
 
-def test_ctrl_c_at_the_password_prompt_is_130(tmp_path: Path) -> None:
+def _read_until(primary: int, marker: bytes, seen: bytes = b"", wait: float = 60) -> bytes:
+    """What the terminal showed up to `marker` (select-bounded: a missing prompt fails, never
+    hangs)."""
+    deadline = time.monotonic() + wait
+    while marker not in seen and (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([primary], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(primary, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    assert marker in seen, seen
+    return seen
+
+
+def _interrupt(proc: subprocess.Popen[bytes], primary: int, seen: bytes) -> str:
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    with __import__("contextlib").suppress(OSError):
+        while select.select([primary], [], [], 1)[0] and (chunk := os.read(primary, 1024)):
+            seen += chunk
+    os.close(primary)
+    text = seen.decode(errors="replace")
+    assert "Traceback" not in text
+    assert "interrupted" in text
+    return text
+
+
+def _bootstrap_on_a_terminal(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
     primary, secondary = os.openpty()
     proc = subprocess.Popen(
         [_bulwark(), "bootstrap", REMOTE, "--ask-password", "--trust-dir", str(tmp_path),
@@ -328,18 +373,37 @@ def test_ctrl_c_at_the_password_prompt_is_130(tmp_path: Path) -> None:
         stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True,
     )  # fmt: skip
     os.close(secondary)
-    seen = b""
-    deadline = time.monotonic() + 60
-    while b"password for root" not in seen and time.monotonic() < deadline:
-        seen += os.read(primary, 1024)
-    assert b"password for root" in seen, seen
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
-    with __import__("contextlib").suppress(OSError):
-        while chunk := os.read(primary, 1024):
-            seen += chunk
-    os.close(primary)
+    return proc, primary
+
+
+def test_bootstrap_on_a_terminal_previews_then_asks_and_ctrl_c_is_130(tmp_path: Path) -> None:
+    proc, primary = _bootstrap_on_a_terminal(tmp_path)
+    seen = _read_until(primary, b"[y/N]")
     text = seen.decode(errors="replace")
-    assert "Traceback" not in text
-    assert "interrupted" in text
+    assert f"trust store: {tmp_path}" in text
+    assert "create user deploy with passwordless sudo" in text
+    assert "Bootstrap this host? [y/N]" in text
+    _interrupt(proc, primary, seen)
+    assert not (tmp_path / "op").exists(), "no key is made before the answer"
+
+
+def test_bootstrap_answered_no_does_nothing(tmp_path: Path) -> None:
+    proc, primary = _bootstrap_on_a_terminal(tmp_path)
+    seen = _read_until(primary, b"[y/N]")
+    os.write(primary, b"n\n")
+    seen = _read_until(primary, b"nothing was done", seen)
+    assert proc.wait(timeout=30) == 0
+    os.close(primary)
+    assert not (tmp_path / "op").exists()
+
+
+def test_ctrl_c_at_the_password_prompt_is_130(tmp_path: Path) -> None:
+    proc, primary = _bootstrap_on_a_terminal(tmp_path)
+    seen = _read_until(primary, b"[y/N]")
+    os.write(primary, b"y\n")
+    seen = _read_until(primary, b"password for root", seen)
+    os.write(primary, b"s3cr3t")  # typed, not yet entered: the terminal must not echo it
+    time.sleep(0.5)
+    text = _interrupt(proc, primary, seen)
+    assert "s3cr3t" not in text
     assert not (tmp_path / "op").exists(), "no key is made before the password is given"

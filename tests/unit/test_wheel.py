@@ -35,14 +35,16 @@ def uv(*args: str | Path, cwd: Path = ROOT) -> None:
 
 @pytest.fixture(scope="module")
 def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtualenv with only the wheel and the locked runtime dependencies (from uv's cache)."""
+    """A virtualenv with only the wheel and the locked runtime dependencies (hash-pinned by the
+    lock; fetched by name like `uv sync` does, since a new machine's uv cache has no index pages
+    for --offline to resolve against)."""
     out = tmp_path_factory.mktemp("wheel")
     uv("build", "--offline", "--wheel", "-o", out, "-q")
     (wheel,) = out.glob("bulwark-*.whl")
     uv("export", "--offline", "--locked", "--no-dev", "--no-emit-project",
        "--format", "requirements-txt", "-q", "-o", out / "requirements.txt")  # fmt: skip
     uv("venv", "--offline", "-q", out / "venv", "--python", "3.11")
-    uv("pip", "install", "--offline", "-q", "--python", out / "venv" / "bin" / "python",
+    uv("pip", "install", "-q", "--python", out / "venv" / "bin" / "python",
        "-r", out / "requirements.txt", wheel)  # fmt: skip
     return out / "venv"
 

@@ -1,0 +1,63 @@
+"""The `bulwark` command tree; the commands register themselves from their modules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bulwark.cli.output import out
+
+# Plain click help (no rich panels): it starts faster, and shows flags as flags.
+app = typer.Typer(
+    name="bulwark",
+    help="Provision a production platform, harden its hosts, and prove it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+lab_app = typer.Typer(
+    help="Disposable local VMs that look like a provider's fresh VPS.", rich_markup_mode=None
+)
+pooler_app = typer.Typer(
+    help="The transaction pooler: what apps meet behind it.", rich_markup_mode=None
+)
+app.add_typer(lab_app, name="lab")
+app.add_typer(pooler_app, name="pooler")
+
+# What `bulwark --version` reports beside bulwark itself: the engines it drives.
+ENGINES = ("pulumi", "pulumi-gcp", "pulumi-policy", "pyinfra", "pytest-testinfra", "paramiko")
+
+
+def _version(value: bool) -> None:
+    """`--version`: bulwark's version and its engines', read from package metadata (nothing
+    is imported)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    out.print(f"bulwark {of('bulwark')}", highlight=False)
+    for name in ENGINES:
+        out.print(f"  {name} {of(name)}", highlight=False)
+    raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_version,
+            help="Print bulwark's version and those of pulumi, pulumi-gcp, pyinfra and testinfra.",
+        ),
+    ] = False,
+) -> None:
+    """Provision a production platform, harden its hosts, and prove it."""
