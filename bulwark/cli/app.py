@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
-
-from bulwark.cli.output import out
 
 # Plain click help (no rich panels): it starts faster, and shows flags as flags.
 app = typer.Typer(
@@ -42,9 +41,8 @@ def _version(value: bool) -> None:
         except PackageNotFoundError:
             return "not installed"
 
-    out.print(f"bulwark {of('bulwark')}", highlight=False)
-    for name in ENGINES:
-        out.print(f"  {name} {of(name)}", highlight=False)
+    lines = [f"bulwark {of('bulwark')}", *(f"  {name} {of(name)}" for name in ENGINES)]
+    sys.stdout.write("\n".join(lines) + "\n")  # plain text: no console to load
     raise typer.Exit
 
 

@@ -223,15 +223,20 @@ def pooler_check(
         ),
     ],
     prepare_threshold: Annotated[
-        str, typer.Option(help="The app's psycopg prepare_threshold: a number, or 'none'.")
+        str,
+        typer.Option(help="The app's psycopg prepare_threshold: a number, or 'none'.", metavar="N"),
     ] = "5",
     prepared_max: Annotated[
-        int, typer.Option(help="The app's psycopg prepared_max (statement cache size).")
+        int,
+        typer.Option(help="The app's psycopg prepared_max (statement cache size).", metavar="N"),
     ] = 100,
     clients: Annotated[
-        int, typer.Option(help="Concurrent connections (more than the pool's server ones).")
+        int,
+        typer.Option(
+            help="Concurrent connections (more than the pool's server ones).", metavar="N"
+        ),
     ] = 20,
-    rounds: Annotated[int, typer.Option(help="Query rounds per connection.")] = 20,
+    rounds: Annotated[int, typer.Option(help="Query rounds per connection.", metavar="N")] = 20,
     fmt: TextOrJson = None,
     as_json: JsonFlag = False,
     out_file: OutFile = None,

@@ -21,6 +21,7 @@ from bulwark.cli.output import (
     format_help,
     handles_errors,
     progress,
+    real,
     stamp,
     writable,
 )
@@ -124,9 +125,9 @@ TRUST_HELP = (
 @handles_errors
 def bootstrap(
     host: Annotated[str, typer.Argument(help="Address of the new host.", metavar="HOST")],
-    port: Annotated[int, typer.Option(help="SSH port (1-65535).")] = 22,
+    port: Annotated[int, typer.Option(help="SSH port (1-65535).", metavar="PORT")] = 22,
     user: Annotated[
-        str, typer.Option(help="First-contact user: root or a sudo-capable user.")
+        str, typer.Option(help="First-contact user: root or a sudo-capable user.", metavar="USER")
     ] = "root",
     key: Annotated[
         Path | None, typer.Option(help="Private key for the first contact.", metavar="FILE")
@@ -141,7 +142,9 @@ def bootstrap(
             metavar="VAR",
         ),
     ] = None,
-    deploy_user: Annotated[str, typer.Option(help="Deploy user to create.")] = "deploy",
+    deploy_user: Annotated[
+        str, typer.Option(help="Deploy user to create.", metavar="USER")
+    ] = "deploy",
     deploy_key: Annotated[
         Path | None,
         typer.Option(
@@ -259,9 +262,9 @@ def harden(
     dry: Annotated[
         bool, typer.Option("--dry", help="Only preview what would change; change nothing.")
     ] = False,
-    diff: Annotated[bool, typer.Option("--diff", help="Show file differences (in the log).")] = (
-        False
-    ),
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Show the files that change, with their differences.")
+    ] = False,
     yes: Yes = False,
     fmt: TextOrJson = None,
     as_json: JsonFlag = False,
@@ -291,7 +294,7 @@ def harden(
             result_to.result(
                 preview.as_dict,
                 lambda console: print_harden(console, preview),
-                f"{preview.changed} operations would change {', '.join(names)}",
+                f"{n_operations(preview.changed)} would change {', '.join(names)}",
             )
             return
         print_harden(err, preview)
@@ -302,8 +305,9 @@ def harden(
         if not ask(f"Apply these changes to {len(hosts)} host(s)?"):
             err.print("nothing was changed", highlight=False)
             raise typer.Exit(int(ExitCode.OK))
-    run = _run_with_progress(inventory, hosts, limit, diff, log, dry=False)
-    verdict = f"{'PASS' if run.ok else 'FAIL'}: {run.changed} operations changed"
+    totals = {} if go_ahead else {h.name: len(h.changed) + h.unchanged for h in preview.hosts}
+    run = _run_with_progress(inventory, hosts, limit, diff, log, dry=False, totals=totals)
+    verdict = f"{'PASS' if run.ok else 'FAIL'}: {n_operations(run.changed)} changed"
     result_to.result(run.as_dict, lambda console: print_harden(console, run), verdict)
     if not run.ok:
         failed = [h.name for h in run.hosts if h.failed]
@@ -323,6 +327,7 @@ def _run_with_progress(
     log: Path,
     *,
     dry: bool,
+    totals: dict[str, int] | None = None,
 ) -> HardenRun:
     """One pyinfra pass with a live view per host on a terminal, timestamped lines otherwise."""
     from bulwark.hosts.harden import Tracker, run_harden  # noqa: PLC0415
@@ -341,7 +346,8 @@ def _run_with_progress(
             changed = tracker.changed.get(name, 0)
             errors = tracker.errors.get(name, 0)
             tail = f", {errors} failed" if errors else ""
-            lines.append(f"  {name}: {done} operations done, {changed} changed{tail}")
+            of = f" of {totals[name]}" if totals and name in totals else ""
+            lines.append(f"  {name}: {done}{of} operations done, {changed} changed{tail}")
         lines.append(f"  now: {where}")
         return "\n".join(lines)
 
@@ -349,12 +355,16 @@ def _run_with_progress(
         from rich.live import Live  # noqa: PLC0415
         from rich.text import Text  # noqa: PLC0415
 
-        with Live(Text(view()), console=err, refresh_per_second=4, transient=True) as live:
+        class Ticking:
+            """Re-drawn on every refresh, so the elapsed time runs between pyinfra's lines."""
 
-            def on_line(line: str) -> None:
-                if tracker.feed(line):
-                    live.update(Text(view()))
+            def __rich__(self) -> Text:
+                return Text(view())
 
+        def on_line(line: str) -> None:
+            tracker.feed(line)  # the Live view re-reads the tracker on its own refreshes
+
+        with Live(Ticking(), console=real(err), refresh_per_second=4, transient=True):
             return run_harden(
                 inventory, hosts, limit=limit, dry=dry, diff=diff, on_line=on_line, log=log
             )
@@ -378,13 +388,20 @@ def _run_with_progress(
     )
 
 
+def n_operations(count: int) -> str:
+    return f"{count} operation{'' if count == 1 else 's'}"
+
+
+DIFF_LINES = 30  # per file in the summary; the whole diff is in the log
+
+
 def print_harden(console: Console, run: HardenRun) -> None:
     """Per host: the operations that change (preview) or changed, by area; the guard; time."""
     verb = "would change" if run.dry else "changed"
     for host in run.hosts:
         colour = "red" if host.failed else ("yellow" if host.changed else "green")
         console.print(
-            f"[bold]{escape(host.name)}[/bold]: [{colour}]{len(host.changed)} operations {verb}"
+            f"[bold]{escape(host.name)}[/bold]: [{colour}]{n_operations(len(host.changed))} {verb}"
             f"[/{colour}]" + (f", {len(host.failed)} failed" if host.failed else ""),
             highlight=False,
         )
@@ -401,6 +418,13 @@ def print_harden(console: Console, run: HardenRun) -> None:
                 f"  [red]✗ {escape(failure.area)}: {escape(failure.operation)}[/red]",
                 highlight=False,
             )
+        for file in host.files:
+            console.print(f"  file: {file.action} {escape(file.path)}", highlight=False)
+            for line in file.diff[:DIFF_LINES]:
+                colour = {"+": "green", "-": "red"}.get(line[:1], "dim")
+                console.print(f"    [{colour}]{escape(line)}[/{colour}]", highlight=False)
+            if len(file.diff) > DIFF_LINES:
+                console.print(f"    … {len(file.diff) - DIFF_LINES} more lines in the log")
         if not run.dry:
             console.print(f"  lockout guard: {host.guard}", highlight=False)
     console.print(f"{'preview' if run.dry else 'run'} took {run.seconds:.0f} s; log {run.log}")

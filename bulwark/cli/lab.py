@@ -34,7 +34,9 @@ AuthOpt = Annotated[
 def lab_up(
     distro: Distro = "bookworm",
     auth: AuthOpt = "key",
-    name: Annotated[str, typer.Option(help="VM name (default: distro + random suffix).")] = "",
+    name: Annotated[
+        str, typer.Option(help="VM name (default: distro + random suffix).", metavar="NAME")
+    ] = "",
     forward: Annotated[
         list[int] | None,
         typer.Option(
@@ -154,7 +156,7 @@ def lab_down(
 def lab_ssh(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The lab VM.", metavar="NAME")],
-    user: Annotated[str, typer.Option(help="Remote user.")] = "root",
+    user: Annotated[str, typer.Option(help="Remote user.", metavar="USER")] = "root",
     key: Annotated[
         Path | None, typer.Option(help="Private key (default: the VM's root key).", metavar="FILE")
     ] = None,

@@ -51,10 +51,19 @@ class _LazyConsole:
         self._stderr = stderr
         self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    def real(self) -> Console:
         if self._console is None:
             self._console = make_console(stderr=self._stderr)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+
+def real(console: Console) -> Console:
+    """The console itself, for rich objects that hold it (Live, Status): they use it as a
+    context manager, which a proxy's __getattr__ cannot answer."""
+    return console.real() if isinstance(console, _LazyConsole) else console
 
 
 out: Console = _LazyConsole(stderr=False)  # type: ignore[assignment]

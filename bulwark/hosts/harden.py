@@ -9,6 +9,7 @@ back as pyinfra's JSON (which operation changed, or failed, on which host), summ
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from bulwark.dirs import state_dir
 from bulwark.errors import BulwarkError
 from bulwark.hosts import inventory as host_inventory
 from bulwark.hosts.inventory import InventoryHost
+from bulwark.secretscan import secret_value
 from bulwark.settings.endpoints import check_limit
 
 HARDEN_DEPLOY = "bulwark.hosts.deploys.harden.harden"
@@ -52,6 +54,54 @@ class Change:
 
 
 @dataclass
+class FileDiff:
+    """One file pyinfra's --diff says a run creates or changes, and how."""
+
+    path: str
+    action: str  # "create", "modify", "replace lines in", "remove lines in"
+    diff: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "action": self.action, "diff": self.diff}
+
+
+# pyinfra's --diff lines: "    [host] Will modify /etc/x", then the diff indented by six.
+WILL = re.compile(
+    r"^\s*\[(?P<host>[^\]]+)\] Will (?P<action>create|modify|replace lines in|remove lines in) "
+    r"(?P<path>\S+)\s*$",
+    re.IGNORECASE,
+)
+DIFF_INDENT = "      "
+
+
+def redact(line: str) -> str:
+    """A line of pyinfra's output as bulwark keeps and shows it: a diff line that holds a secret
+    (a SCRAM verifier, a key, a token) is replaced, so --diff never puts one in the log."""
+    if "SCRAM-SHA-256$" in line or (line.startswith(DIFF_INDENT) and secret_value(line)):
+        indent = line[: len(line) - len(line.lstrip())]
+        sign = line.strip()[:1] if line.strip()[:1] in "+-" else ""
+        return f"{indent}{sign} (a secret: not shown)"
+    return line
+
+
+@dataclass
+class FileDiffs:
+    """Collects, from pyinfra's stderr, per host the files --diff reports."""
+
+    by_host: dict[str, list[FileDiff]] = field(default_factory=dict)
+    _open: FileDiff | None = None
+
+    def feed(self, line: str) -> None:
+        if match := WILL.match(line):
+            self._open = FileDiff(match["path"], match["action"].lower())
+            self.by_host.setdefault(match["host"], []).append(self._open)
+        elif self._open is not None and line.startswith(DIFF_INDENT) and line.strip():
+            self._open.diff.append(line[len(DIFF_INDENT) :])
+        else:
+            self._open = None
+
+
+@dataclass
 class HostOutcome:
     """What harden did (or would do) on one host."""
 
@@ -60,6 +110,8 @@ class HostOutcome:
     unchanged: int = 0
     failed: list[Change] = field(default_factory=list)
     guard: str = "not run"
+    # With --diff: the files the run changes (or would), each with pyinfra's diff of it.
+    files: list[FileDiff] = field(default_factory=list)
 
     @property
     def per_area(self) -> dict[str, int]:
@@ -78,6 +130,7 @@ class HostOutcome:
             "changes": [c.as_dict() for c in self.changed],
             "failures": [c.as_dict() for c in self.failed],
             "lockout_guard": self.guard,
+            "files": [f.as_dict() for f in self.files],
         }
 
 
@@ -168,9 +221,11 @@ def run_harden(
             cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         stderr_lines: list[str] = []
+        files = FileDiffs()
 
         def take(line: str) -> None:
             stderr_lines.append(line)
+            files.feed(line)
             if on_line is not None:
                 on_line(line)
 
@@ -187,6 +242,8 @@ def run_harden(
             f"confirmed revert by themselves; its log: {log}" + (f"\n{tail}" if tail else "")
         )
     run = HardenRun(dry, outcomes(payload or {}, names, dry=dry), seconds, log)
+    for outcome in run.hosts:
+        outcome.files = files.by_host.get(outcome.name, [])
     if code != 0 and run.ok:
         # pyinfra failed outside any operation (a host it could not connect to, say).
         failed = (payload or {}).get("results", {}) or {}
@@ -217,11 +274,12 @@ def _follow(
     chunks: list[str] = []
     reader = threading.Thread(target=lambda: chunks.append(stdout.read()), daemon=True)
     reader.start()
-    for line in stderr:
-        sink.write(line)
+    for raw in stderr:
+        line = redact(raw.rstrip("\n"))
+        sink.write(line + "\n")
         sink.flush()
         if on_line is not None:
-            on_line(line.rstrip("\n"))
+            on_line(line)
     reader.join()
     return "".join(chunks)
 
@@ -241,26 +299,29 @@ def outcomes(payload: dict[str, Any], names: list[str], *, dry: bool) -> list[Ho
     """Per host outcome from pyinfra's JSON: its plan (dry) or its results."""
     by_host = {name: HostOutcome(name) for name in names}
     if dry:
+        # A change pyinfra can only call conditional (a Python callback, such as the lockout
+        # guard's fresh login) is not promised: the preview lists what will change.
         for op in payload.get("plan") or []:
             change = Change(area_of(op["name"]), operation_of(op["name"]))
-            for name in op.get("hosts_with_change", []) + op.get(
-                "hosts_with_conditional_change", []
-            ):
-                if name in by_host:
-                    by_host[name].changed.append(change)
+            changing = set(op.get("hosts_with_change", []))
+            for name, outcome in by_host.items():
+                if name in changing:
+                    outcome.changed.append(change)
+                else:
+                    outcome.unchanged += 1
         return list(by_host.values())
     results = payload.get("results") or {}
     for op in results.get("operations", []):
         change = Change(area_of(op["name"]), operation_of(op["name"]))
-        for name in op.get("success", []):
-            if name in by_host:
-                by_host[name].changed.append(change)
-        for name in op.get("no_change", []):
-            if name in by_host:
-                by_host[name].unchanged += 1
-        for name in op.get("error", []):
-            if name in by_host:
-                by_host[name].failed.append(change)
+        hosts_by_result = (("success", "changed"), ("no_change", None), ("error", "failed"))
+        for key, bucket in hosts_by_result:
+            for name in op.get(key, []):
+                if name not in by_host:
+                    continue
+                if bucket is None:
+                    by_host[name].unchanged += 1
+                else:
+                    getattr(by_host[name], bucket).append(change)
     for outcome in by_host.values():
         outcome.guard = _guard(outcome)
     return list(by_host.values())

@@ -126,4 +126,7 @@ def settings_schema(*, cloud: bool) -> dict[str, object]:
     """The settings as JSON Schema (types, bounds, defaults, descriptions): what `bulwark
     settings --json` prints, for editors and for checking a file before a run."""
     model: type[BaseModel] = CloudSettings if cloud else HardenSettings
-    return model.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",  # what pydantic writes
+        **model.model_json_schema(mode="validation"),
+    }

@@ -14,6 +14,7 @@ from ssh_audit.builtin_policies import BUILTIN_POLICIES  # type: ignore[import-u
 from bulwark.hosts.keys import KeyPair
 from bulwark.lab.inventory import host_data, write_inventory
 from bulwark.lab.vm import LabVM
+from tests.schemas import check
 
 
 def inventory(vm: LabVM, operator: KeyPair, settings: dict[str, Any]) -> Path:
@@ -39,6 +40,7 @@ def changed_ops(output: str) -> int:
         summary = json.loads(output)
     except json.JSONDecodeError:
         raise AssertionError(f"no JSON summary from bulwark harden:\n{output[-2000:]}") from None
+    check("harden", summary)
     return int(summary["changed"])
 
 
@@ -111,4 +113,4 @@ def pooler_check(
         env={**os.environ, "PGPASSWORD": password},
     )
     assert done.returncode in (0, 1), done.stdout + done.stderr
-    return done.returncode, json.loads(done.stdout)
+    return done.returncode, check("pooler-check", done.stdout)

@@ -28,6 +28,7 @@ from bulwark.lab.vm import LabVM
 from bulwark.settings.hosts import DeployUser
 from tests.lab import helpers
 from tests.lab.helpers import changed_ops, harden, ssh_audit
+from tests.terminal import Terminal
 
 DECLARED, UNDECLARED = 8081, 8082
 BANNED = "203.0.113.9"  # TEST-NET-3: a brute-forcer fail2ban has banned
@@ -195,6 +196,42 @@ def test_dry_run_on_a_hardened_host_lists_nothing(vm: LabVM, operator: KeyPair) 
     dry = harden(inventory(vm, operator), "--dry")
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert changed_ops(dry.stdout) == 0, dry.stdout
+
+
+def test_on_a_terminal_harden_previews_asks_and_shows_its_progress(
+    vm: LabVM, operator: KeyPair, shell: Session
+) -> None:
+    # One setting drifts; harden on a real terminal (tmux) shows it, asks, and does as told.
+    shell.run("sed -i 's/^UMASK.*/UMASK 022/' /etc/login.defs", sudo=True)
+    command = [str(Path(sys.executable).with_name("bulwark")), "harden",
+               str(inventory(vm, operator)), "--diff"]  # fmt: skip
+    with Terminal() as no:
+        no.start(command)
+        screen = no.wait_for("Apply these changes to 1 host(s)? [y/N]")
+        assert f"trust store: {vm.directory}" in screen
+        assert "lab: 1 operation would change" in screen
+        assert "login.defs UMASK 027" in screen
+        assert "file: replace lines in /etc/login.defs" in screen
+        assert "- UMASK 022" in screen
+        no.keys("n")
+        assert no.exit_code() == 0
+        assert "nothing was changed" in no.screen()
+    assert "UMASK 022" in shell.run("grep ^UMASK /etc/login.defs").stdout
+
+    with Terminal() as yes:
+        yes.start(command)
+        yes.wait_for("[y/N]")
+        yes.keys("y")
+        live = yes.wait_for("hardening · applying")
+        assert re.search(r"lab: \d+ of \d+ operations done", live), live
+        assert yes.exit_code() == 0
+        summary = yes.screen().split("[y/N]: y", 1)[1]
+    assert "hardening · applying" not in summary, "the live view gives way to the summary"
+    assert "lab: 1 operation changed" in summary
+    assert "+ login.defs UMASK 027" in summary
+    assert "lockout guard: not needed" in summary
+    assert re.search(r"run took \d+ s; log \S+harden-\S+\.log", summary)
+    assert "UMASK\t\t027" in shell.run("grep ^UMASK /etc/login.defs").stdout
 
 
 def test_allow_users_excluding_the_connecting_user_is_refused_first(

@@ -21,6 +21,7 @@ from bulwark.hosts.ssh import KnownHosts, Login, Session, connect
 from bulwark.lab import vm as lab
 from bulwark.lab.inventory import host_data, write_inventory
 from tests.lab import helpers
+from tests.schemas import check
 
 
 def bulwark(
@@ -43,11 +44,11 @@ def test_trixie_lab_up_bootstrap_list_down(tmp_path: Path) -> None:
         "lab", "up", "--distro", "trixie", "--auth", "password", "--forward", "8080", "--json"
     )
     assert up.returncode == 0, up.stderr
-    vm = json.loads(up.stdout)
+    vm = check("lab-up", up.stdout)
     try:
         assert vm["distro"] == "trixie"
         assert set(vm["forwards"]) == {"8080"}
-        listed = json.loads(bulwark("lab", "list", "--json").stdout)
+        listed = check("lab-list", bulwark("lab", "list", "--json").stdout)
         assert vm["name"] in [v["name"] for v in listed]
 
         os_release = bulwark("lab", "ssh", vm["name"], "cat", "/etc/os-release")
@@ -63,7 +64,7 @@ def test_trixie_lab_up_bootstrap_list_down(tmp_path: Path) -> None:
         ]  # fmt: skip
         first = bulwark(*args, env={"LAB_ROOT_PASSWORD": password})
         assert first.returncode == 0, first.stderr
-        report = json.loads(first.stdout)
+        report = check("bootstrap", first.stdout)
         assert report["changed"] is True
         assert report["proof"]["user"] == "deploy"
         assert password not in first.stdout + first.stderr
@@ -75,8 +76,9 @@ def test_trixie_lab_up_bootstrap_list_down(tmp_path: Path) -> None:
         assert second.returncode == 0, second.stderr
         assert json.loads(second.stdout)["changes"] == []
     finally:
-        down = bulwark("lab", "down", vm["name"])
+        down = bulwark("lab", "down", vm["name"], "--json")
     assert down.returncode == 0, down.stderr
+    assert check("lab-down", down.stdout) == {"stopped": [vm["name"]]}
     assert vm["name"] not in [v.name for v in lab.running()]
     assert not Path(vm["directory"]).exists()
 
@@ -89,7 +91,7 @@ def demo_vps() -> Iterator[dict[str, Any]]:
     # A whole fresh VPS on TCG: boot, bootstrap, first harden (the longest part), re-run, verify.
     result = bulwark("demo", "--keep", "--json", timeout=2400)
     try:
-        data = json.loads(result.stdout)
+        data = check("demo", result.stdout)
     except ValueError:
         pytest.fail(f"the demo printed no JSON (exit {result.returncode}):\n{result.stderr}")
     try:

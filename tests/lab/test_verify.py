@@ -24,6 +24,7 @@ from bulwark.lab.pytest_plugin import Boot
 from bulwark.lab.vm import LabVM
 from bulwark.settings.hosts import DeployUser
 from tests.lab import helpers
+from tests.schemas import check
 
 PROBE_PORT = 8080  # bulwark.verify.suite.test_probes listens here to prove UFW drops it
 SETTINGS: dict[str, Any] = {
@@ -56,7 +57,7 @@ def verify(*args: str | Path, out: Path) -> tuple[subprocess.CompletedProcess[st
         check=False,
     )
     assert out.is_file(), f"no results written:\n{done.stdout}\n{done.stderr}"
-    return done, json.loads(out.read_text())
+    return done, check("verify", out.read_text())
 
 
 def statuses(results: dict[str, Any]) -> dict[str, dict[str, Any]]:

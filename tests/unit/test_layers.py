@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "pooling": BASE,
     "settings": BASE | {"secretscan", "pooling"},
     "cloud": BASE | {"settings", "pooling"},
-    "hosts": BASE | {"settings", "pooling"},  # + bulwark.lab.ports (EXCEPTIONS)
+    "hosts": BASE | {"settings", "secretscan", "pooling"},  # + bulwark.lab.ports (EXCEPTIONS)
     "lab": BASE | {"settings", "pooling", "hosts"},
     "verify": BASE | {"settings", "pooling", "hosts"},
     "policy": BASE | {"settings", "secretscan", "pooling", "verify"},
