@@ -17,6 +17,7 @@ from bulwark.cli.output import (
     format_help,
     handles_errors,
     out,
+    progress,
     writable,
 )
 from bulwark.errors import ConfigError, ExitCode
@@ -57,10 +58,22 @@ def plan(
 
     Example: bulwark plan --stack prod --json --out plan.json"""
     result_to = Output.choose(fmt, as_json, out_file, TEXT_JSON)
-    from bulwark.cloud.plan import run_plan  # noqa: PLC0415 - Pulumi loads only for this command
+    from bulwark.settings.cloud import (  # noqa: PLC0415
+        cloud_settings,
+        read_stack_config,
+        settings_data,
+        stack_file,
+    )
 
-    # Every stack is planned (and its config validated) before anything is printed.
-    results = [run_plan(name, stacks_dir) for name in stack]
+    for name in stack:  # every stack's settings are checked before anything is said or imported
+        path = stack_file(name, stacks_dir)
+        cloud_settings(settings_data(read_stack_config(path), str(path)), str(path))
+    # Every stack is planned (and its config validated) before the result is printed.
+    with progress() as say:
+        say(f"planning {', '.join(f'stack {name}' for name in stack)} under Pulumi mocks")
+        from bulwark.cloud.plan import run_plan  # noqa: PLC0415 - Pulumi loads only here
+
+        results = [run_plan(name, stacks_dir) for name in stack]
 
     def data() -> object:
         dicts = [result.as_dict() for result in results]

@@ -77,13 +77,13 @@ def read_line(prompt: str, *, hidden: bool = False) -> str:
 
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd) if hidden else None
-    sys.stderr.write(prompt)
-    sys.stderr.flush()
     try:
-        if saved is not None:
+        if saved is not None:  # echo off before the prompt: nothing typed after it is shown
             quiet = termios.tcgetattr(fd)
             quiet[3] &= ~termios.ECHO
             termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
         while not select.select([fd], [], [], 0.2)[0]:
             pass
         line = sys.stdin.readline()

@@ -135,8 +135,13 @@ def writable(path: Path | None, option: str) -> Path | None:
 @contextmanager
 def progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
     """A spinner on stderr whose text follows the long steps; timestamped lines otherwise."""
-    if not enabled or not err.is_terminal:
-        yield lambda msg: err.print(f"{stamp()} {escape(msg)}", highlight=False)
+    if not enabled or not sys.stderr.isatty():
+        # Plain lines need no console: the first one comes before the command's heavy imports.
+        def line(msg: str) -> None:
+            sys.stderr.write(f"{stamp()} {msg}\n")
+            sys.stderr.flush()
+
+        yield line
         return
     with err.status("starting") as status:
         yield status.update

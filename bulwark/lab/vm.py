@@ -22,15 +22,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bulwark import dirs
 from bulwark.errors import LabError
-from bulwark.hosts.keys import ensure_key
-from bulwark.hosts.ssh import Login, Target
 from bulwark.lab import ntp
 from bulwark.lab.image import DEFAULT_DISTRO, Image, Recipe, ensure_image
 from bulwark.lab.ports import lab_dir
+
+if TYPE_CHECKING:
+    from bulwark.hosts.ssh import Login, Target
 
 Auth = Literal["key", "password"]
 Progress = Callable[[str], None]
@@ -89,6 +90,8 @@ class LabVM:
 
     @property
     def target(self) -> Target:
+        from bulwark.hosts.ssh import Target  # noqa: PLC0415 - SSH loads when a VM is reached
+
         return Target("127.0.0.1", self.ssh_port)
 
     @property
@@ -105,6 +108,9 @@ class LabVM:
 
     def root_login(self) -> Login:
         """How the provider lets root in: its injected key, or its password."""
+        from bulwark.hosts.keys import ensure_key  # noqa: PLC0415
+        from bulwark.hosts.ssh import Login  # noqa: PLC0415
+
         if self.auth == "password":
             return Login("root", password=self.password_file.read_text().strip())
         key, _ = ensure_key(self.root_key_path)
@@ -261,6 +267,8 @@ def _launch(vm: LabVM, spec: VMSpec, image: Image, *, detach: bool, say: Progres
          str(directory / "overlay.qcow2")],
         check=True, capture_output=True,
     )  # fmt: skip
+    from bulwark.hosts.keys import ensure_key  # noqa: PLC0415 - `lab list` loads no SSH code
+
     root_key, _ = ensure_key(vm.root_key_path)
     fw_cfg = {"hostname": vm.name, "authorized_keys": root_key.public_line}
     if spec.auth == "password":

@@ -39,7 +39,7 @@ def test_plan_json_is_what_the_policy_audit_reads() -> None:
         app, ["plan", "-s", "staging", "--stacks-dir", str(STACKS_DIR), "--json"]
     )
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["stack"] == "staging"
     assert data["outputs"]["database_url"] == "[secret]"
     assert data["secret_outputs"] == ["database_url"]
@@ -76,7 +76,7 @@ def test_plan_of_several_stacks_validates_all_before_printing(tmp_path: Path) ->
     both = ["plan", "-s", "dev", "-s", "prod", "--stacks-dir", str(tmp_path), "--json"]
     result = runner.invoke(app, both)
     assert result.exit_code == 0, result.output
-    assert [p["stack"] for p in json.loads(result.output)] == ["dev", "prod"]
+    assert [p["stack"] for p in json.loads(result.stdout)] == ["dev", "prod"]
 
     prod = tmp_path / "Pulumi.prod.yaml"
     prod.write_text(prod.read_text().replace("max_instances: 40", "max_instances: 0"))
