@@ -70,9 +70,21 @@ def shell(vm: LabVM, operator: KeyPair) -> Iterator[Session]:
         yield s
 
 
-def test_first_run_succeeds(hardened: subprocess.CompletedProcess[str]) -> None:
+def test_first_run_succeeds(vm: LabVM, hardened: subprocess.CompletedProcess[str]) -> None:
     assert hardened.returncode == 0, hardened.stdout[-3000:] + hardened.stderr[-2000:]
     assert changed_ops(hardened.stdout) > 0
+    # Without a terminal: plain, time-stamped progress lines on stderr, the trust store and
+    # pyinfra's log named first; stdout is the JSON summary alone.
+    err = hardened.stderr.splitlines()
+    assert err[0] == f"trust store: {vm.directory}", err[:3]
+    log = Path(err[1].removeprefix("pyinfra log: "))
+    assert log.is_file()
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert "--> Starting operation" in log.read_text()
+    areas = [line for line in err[2:] if re.match(r"^\d\d:\d\d:\d\d hardening: ", line)]
+    assert any("hardening: Packages (lab " in line for line in areas), err
+    assert any("hardening: SSH (lab " in line for line in areas), err
+    assert all(re.match(r"^\d\d:\d\d:\d\d ", line) for line in err[2:]), err
 
 
 def test_root_login_is_refused(vm: LabVM, hardened: object) -> None:
