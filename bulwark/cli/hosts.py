@@ -427,7 +427,11 @@ def print_harden(console: Console, run: HardenRun) -> None:
                 console.print(f"    … {len(file.diff) - DIFF_LINES} more lines in the log")
         if not run.dry:
             console.print(f"  lockout guard: {host.guard}", highlight=False)
-    console.print(f"{'preview' if run.dry else 'run'} took {run.seconds:.0f} s; log {run.log}")
+    console.print(
+        f"{'preview' if run.dry else 'run'} took {run.seconds:.0f} s; log {escape(str(run.log))}",
+        highlight=False,
+        soft_wrap=True,  # a path is never broken across lines, on a terminal either
+    )
 
 
 VERIFY_FORMATS = ("text", "json", "junit")
