@@ -451,3 +451,75 @@ class Fail2banState(FactBase[Fail2ban]):
             jail_sha1=sha1[0] if sha1 else None,
             jails=Fail2banJails().process(parts.get("jails", [])),
         )
+
+
+# ----------------------------------------------------------------------------- apt sources
+
+SOURCES_GLOBS = ("/etc/apt/sources.list", "/etc/apt/sources.list.d/*.list",
+                 "/etc/apt/sources.list.d/*.sources")  # fmt: skip
+FILE_MARK = "==> bulwark-apt-source "
+BLANK_MARK = "==> bulwark-blank"  # pyinfra drops empty output lines; deb822 needs them
+
+
+@dataclass(frozen=True)
+class AptSource:
+    """One enabled `deb` entry of apt's sources, whichever format it is written in."""
+
+    file: str
+    uris: tuple[str, ...]
+    suites: tuple[str, ...]
+    components: tuple[str, ...]
+
+
+def parse_sources(files: dict[str, str]) -> list[AptSource]:
+    """The enabled binary (`deb`) entries of one-line `.list` files and deb822 `.sources` files;
+    `deb-src`, commented and `Enabled: no` entries are not sources of updates."""
+    found: list[AptSource] = []
+    for path, text in files.items():
+        if path.endswith(".sources"):
+            for stanza in re.split(r"\n\s*\n", text):
+                fields: dict[str, str] = {}
+                key = ""
+                for line in stanza.splitlines():
+                    if not line.strip() or line.lstrip().startswith("#"):
+                        continue
+                    if line[:1].isspace() and key:  # a continuation line
+                        fields[key] += " " + line.strip()
+                        continue
+                    key, _, value = line.partition(":")
+                    key = key.strip().lower()
+                    fields[key] = value.strip()
+                types = fields.get("types", "").split()
+                if "deb" not in types or fields.get("enabled", "yes").lower() == "no":
+                    continue
+                found.append(AptSource(path, tuple(fields.get("uris", "").split()),
+                                       tuple(fields.get("suites", "").split()),
+                                       tuple(fields.get("components", "").split())))  # fmt: skip
+            continue
+        for line in text.splitlines():
+            words = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()
+            if len(words) >= 3 and words[0] == "deb":
+                found.append(AptSource(path, (words[1],), (words[2],), tuple(words[3:])))
+    return found
+
+
+class AptSources(FactBase[list[AptSource]]):
+    """apt's enabled binary sources, from every sources file in either format."""
+
+    def command(self) -> str:
+        return (
+            f'for f in {" ".join(SOURCES_GLOBS)}; do [ -f "$f" ] && '
+            f"echo '{FILE_MARK}'\"$f\" && sed 's/^[[:space:]]*$/{BLANK_MARK}/' \"$f\"; "
+            "done; true"
+        )
+
+    def process(self, output: list[str]) -> list[AptSource]:
+        files: dict[str, str] = {}
+        current = None
+        for line in output:
+            if line.startswith(FILE_MARK):
+                current = line.removeprefix(FILE_MARK)
+                files[current] = ""
+            elif current is not None:
+                files[current] += ("" if line == BLANK_MARK else line) + "\n"
+        return parse_sources(files)

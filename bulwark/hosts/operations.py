@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pyinfra import host
-from pyinfra.api import operation
+from pyinfra.api import OperationError, operation
 from pyinfra.api.command import FileUploadCommand
 from pyinfra.facts.apt import noninteractive_apt
 from pyinfra.facts.deb import DebPackages
@@ -23,6 +23,8 @@ from pyinfra.operations import files as pyfiles
 from bulwark.hosts.facts import (
     APT_LISTS_STAMP,
     UPGRADED_STAMP,
+    AptSource,
+    AptSources,
     CommandsExist,
     FileStates,
     FirstUpgrade,
@@ -271,3 +273,80 @@ def permissions(root_only: dict[str, str], no_setuid: list[str]):  # type: ignor
             )
     if not todo:
         host.noop(f"{len(root_only) + len(no_setuid)} paths have the wanted owners and modes")
+
+
+# ----------------------------------------------------------------------------- apt sources
+
+SECURITY_SOURCES = "/etc/apt/sources.list.d/bulwark-security.sources"
+ARCHIVES = {
+    # distro: (security URI, keyring); Ubuntu's ports architectures have their own host.
+    "debian": ("http://deb.debian.org/debian-security",
+               "/usr/share/keyrings/debian-archive-keyring.gpg"),
+    "ubuntu": ("http://security.ubuntu.com/ubuntu",
+               "/usr/share/keyrings/ubuntu-archive-keyring.gpg"),
+}  # fmt: skip
+UBUNTU_PORTS = "http://ports.ubuntu.com/ubuntu-ports"
+
+
+def missing_suites(sources: list[AptSource], codename: str) -> list[str]:
+    """Which of `<codename>-security` and `<codename>-updates` no enabled source carries."""
+    present = {suite for source in sources for suite in source.suites}
+    return [f"{codename}-{pocket}" for pocket in ("security", "updates")
+            if f"{codename}-{pocket}" not in present]  # fmt: skip
+
+
+def sources_stanzas(
+    distro_id: str, codename: str, sources: list[AptSource], missing: list[str]
+) -> str:
+    """deb822 stanzas (apt's current format, Debian 12+ and Ubuntu 24.04+ write theirs so) for
+    the missing suites, with the components and URIs of the release's own entry."""
+    main = next((s for s in sources if codename in s.suites), None)
+    components = " ".join(main.components) if main and main.components else "main"
+    security_uri, keyring = ARCHIVES[distro_id]
+    if distro_id == "ubuntu" and main and any("ubuntu-ports" in u for u in main.uris):
+        security_uri = UBUNTU_PORTS
+    stanzas = []
+    for suite in missing:
+        if suite.endswith("-security"):
+            uris = security_uri
+        elif main is not None:
+            uris = " ".join(main.uris)
+        else:
+            continue  # no entry for the release itself to take the updates mirror from
+        stanzas.append(f"Types: deb\nURIs: {uris}\nSuites: {suite}\nComponents: {components}\n"
+                       f"Signed-By: {keyring}\n")  # fmt: skip
+    header = (
+        "# Managed by bulwark: the suites this host's apt sources lacked, so that security\n"
+        "# updates can arrive (bulwark.updates.manage_sources false leaves sources alone).\n"
+    )
+    return header + "\n".join(stanzas) if stanzas else ""
+
+
+@operation()
+def security_sources(distro_id: str, codename: str, manage: bool):  # type: ignore[no-untyped-def]
+    """Make sure apt's sources carry the release's security archive (and its updates): an
+    unattended-upgrades configured for an origin apt never downloads installs nothing.
+
+    + distro_id: "debian" or "ubuntu"
+    + codename: the release, e.g. "bookworm"
+    + manage: add what is missing (else refuse, naming it)
+    """
+    sources = host.get_fact(AptSources)
+    missing = missing_suites(sources, codename)
+    security = f"{codename}-security"
+    if not manage and security in missing:
+        raise OperationError(
+            f"{host.name}: apt's sources lack {security}, so security updates cannot arrive: "
+            "add it to the host's sources, or drop bulwark.updates.manage_sources: false to "
+            "let bulwark add it"
+        )
+    content = sources_stanzas(distro_id, codename, sources, missing) if manage else ""
+    if not content:
+        host.noop(f"apt has {security} among its sources")
+        return
+    _forget("files")
+    yield from pyfiles.put._inner(
+        src=io.StringIO(content), dest=SECURITY_SOURCES, user="root", group="root", mode="644"
+    )
+    if host.get_fact(FirstUpgrade):  # the first run's own `apt-get update` reads it otherwise
+        yield f"apt-get update -q && touch {APT_LISTS_STAMP}"

@@ -252,6 +252,13 @@ class UpdatesSettings(BaseModel):
         default=None,
         description="Mail reports to this address if set (the host needs a working sendmail).",
     )
+    manage_sources: bool = Field(
+        default=True,
+        description="Add the release's security archive (and -updates) to apt's sources when "
+        "they lack it (deb822, /etc/apt/sources.list.d/bulwark-security.sources). Named "
+        "opt-out for hosts whose sources are managed elsewhere: harden then refuses a host "
+        "without the security archive instead.",
+    )
 
 
 class KernelSettings(BaseModel):

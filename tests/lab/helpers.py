@@ -11,7 +11,9 @@ from typing import Any
 
 from ssh_audit.builtin_policies import BUILTIN_POLICIES  # type: ignore[import-untyped]
 
+from bulwark.hosts.bootstrap import TrustStore
 from bulwark.hosts.keys import KeyPair
+from bulwark.hosts.ssh import connect
 from bulwark.lab.inventory import host_data, write_inventory
 from bulwark.lab.vm import LabVM
 from tests.schemas import check
@@ -114,3 +116,18 @@ def pooler_check(
     )
     assert done.returncode in (0, 1), done.stdout + done.stderr
     return done.returncode, check("pooler-check", done.stdout)
+
+
+# A provider image whose apt sources lack the security archive (the image's own deb822 file
+# with its -security stanza removed); harden must add it back (bulwark.updates.manage_sources).
+DROP_SECURITY = (
+    "f=/etc/apt/sources.list.d/debian.sources && "
+    'awk \'BEGIN { RS = ""; ORS = "\\n\\n" } !/-security/\' "$f" > "$f.new" && '
+    'mv "$f.new" "$f" && ! grep -rqs -- -security /etc/apt/sources.list /etc/apt/sources.list.d'
+)
+
+
+def without_security_archive(vm: LabVM) -> None:
+    """Take the security archive out of a fresh lab VM's apt sources, as root."""
+    with connect(vm.target, vm.root_login(), TrustStore(vm.directory).known_hosts) as root:
+        root.run(DROP_SECURITY)

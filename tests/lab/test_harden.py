@@ -50,6 +50,7 @@ def vm(lab_vms: Boot) -> LabVM:
 @pytest.fixture(scope="module")
 def operator(vm: LabVM) -> KeyPair:
     key, _ = ensure_key(vm.directory / "operator_ed25519")
+    helpers.without_security_archive(vm)  # harden must make security updates able to arrive
     bootstrap(vm.target, vm.root_login(), DeployUser(), key, TrustStore(vm.directory))
     return key
 
@@ -149,6 +150,14 @@ def test_only_declared_ports_are_reachable(vm: LabVM, shell: Session, hardened: 
         assert undeclared == b"", inside
     finally:
         shell.run(f"systemctl stop probe-{DECLARED} probe-{UNDECLARED}", sudo=True, check=False)
+
+
+def test_the_missing_security_archive_was_added(shell: Session, hardened: object) -> None:
+    added = shell.run("cat /etc/apt/sources.list.d/bulwark-security.sources").stdout
+    assert "Suites: bookworm-security" in added
+    assert "URIs: http://deb.debian.org/debian-security" in added
+    policy = shell.run("apt-cache policy").stdout
+    assert "n=bookworm-security" in policy, policy
 
 
 def test_unattended_upgrades_picks_the_security_origin(shell: Session, hardened: object) -> None:

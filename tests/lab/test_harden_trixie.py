@@ -48,6 +48,7 @@ def settings(vm: LabVM, password: str) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def operator(vm: LabVM) -> KeyPair:
     key, _ = ensure_key(vm.directory / "operator_ed25519")
+    helpers.without_security_archive(vm)  # harden must make security updates able to arrive
     bootstrap(vm.target, vm.root_login(), DeployUser(), key, TrustStore(vm.directory))
     return key
 

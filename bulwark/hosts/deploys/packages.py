@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pyinfra.api import deploy
 
+from bulwark.hosts.deploys.context import current
 from bulwark.hosts.deploys.ssh import rsa_key_in_background
+from bulwark.hosts.deploys.updates import distro
 from bulwark.hosts.operations import (
     ConfigFile,
     config_files,
     first_run_upgrade,
     packages_present,
+    security_sources,
 )
 from bulwark.hosts.templates import render
 
@@ -36,6 +39,13 @@ def packages() -> None:
                 "/etc/needrestart/conf.d/bulwark.conf", render("apt/needrestart-bulwark.conf.j2")
             ),
         ],
+    )
+    distro_id, codename = distro()
+    security_sources(
+        name=f"apt sources carry {codename}-security and {codename}-updates",
+        distro_id=distro_id,
+        codename=codename,
+        manage=current().settings.updates.manage_sources,
     )
     first_run_upgrade(
         name="apt update and full upgrade (first run)", alongside=(rsa_key_in_background(),)
