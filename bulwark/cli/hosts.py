@@ -278,6 +278,8 @@ def harden(
 
     Example: bulwark harden hosts/prod.py --limit web --yes --json --out harden.json"""
     result_to = Output.choose(fmt, as_json, out_file, TEXT_JSON)
+    if not inventory.is_file():  # said before pyinfra and SSH load (1.5 s on a small machine)
+        raise ConfigError(f"inventory {inventory} does not exist: pass a pyinfra inventory file")
     from bulwark.hosts import harden as hd  # noqa: PLC0415 - pyinfra only for harden
     from bulwark.hosts.harden import new_log  # noqa: PLC0415
 
