@@ -12,6 +12,7 @@ their first line), so nothing leaves this machine. Sequential, one process at a 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -60,8 +61,6 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as state:
         # An empty lab state: `lab list` reads no VMs of the user's.
-        import os  # noqa: PLC0415
-
         os.environ["BULWARK_STATE_DIR"] = state
         control = None
         print(f"{'command':44} {'first line':>10} {'exit':>7} {'x control':>9}  first line")

@@ -344,8 +344,7 @@ def security_sources(distro_id: str, codename: str, manage: bool):  # type: igno
     if not content:
         host.noop(f"apt has {security} among its sources")
         return
-    _forget("files")
-    yield from pyfiles.put._inner(
+    yield from pyfiles.put._inner(  # not among the SHARED_FILES read once: nothing to forget
         src=io.StringIO(content), dest=SECURITY_SOURCES, user="root", group="root", mode="644"
     )
     if host.get_fact(FirstUpgrade):  # the first run's own `apt-get update` reads it otherwise

@@ -3,9 +3,15 @@ read from either format, and the deb822 stanzas harden adds when it is missing."
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Iterator
+from typing import Any
 
-from bulwark.hosts.facts import BLANK_MARK, FILE_MARK, AptSources, parse_sources
+import pytest
+from pyinfra.api import OperationError
+from pyinfra.operations import files
+
+from bulwark.hosts import operations
+from bulwark.hosts.facts import BLANK_MARK, FILE_MARK, AptSources, FirstUpgrade, parse_sources
 from bulwark.hosts.operations import missing_suites, sources_stanzas
 
 # Debian 12's cloud image as some providers ship it: deb822, the security stanza dropped.
@@ -105,3 +111,68 @@ def test_the_fact_reads_what_its_command_prints(codename: str) -> None:
     sources = AptSources().process(output)
     assert missing_suites(sources, codename) == []
     assert "sed 's/^[[:space:]]*$/" in AptSources().command()
+
+
+class SourcesHost:
+    """pyinfra's `host` for the operation: the recorded sources and first-upgrade stamp, parsed
+    by the real fact classes."""
+
+    name = "web1"
+
+    def __init__(self, sources: str, upgraded: str) -> None:
+        marked = [line or BLANK_MARK for line in sources.splitlines()]
+        self.output = {AptSources: [f"{FILE_MARK}/etc/apt/sources.list.d/debian.sources", *marked],
+                       FirstUpgrade: [upgraded] if upgraded else []}  # fmt: skip
+        self.noops: list[str] = []
+
+    def get_fact(self, cls: type[Any], **kwargs: object) -> Any:
+        return cls().process(self.output[cls])
+
+    def noop(self, message: str) -> None:
+        self.noops.append(message)
+
+
+def run_op(
+    monkeypatch: pytest.MonkeyPatch, sources: str, *, manage: bool = True, upgraded: str = ""
+) -> tuple[list[str], SourcesHost]:
+    fake = SourcesHost(sources, upgraded)
+    monkeypatch.setattr(operations, "host", fake)
+
+    def put(**kwargs: Any) -> Iterator[str]:
+        yield f"upload {kwargs['dest']} {kwargs['mode']}: {kwargs['src'].getvalue()}"
+
+    monkeypatch.setattr(files.put, "_inner", put)
+    cmds = operations.security_sources._inner(distro_id="debian", codename="bookworm",
+                                              manage=manage)  # fmt: skip
+    return [str(c) for c in cmds], fake
+
+
+def test_a_host_without_the_archive_gets_it_and_apt_reads_it_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cmds, _ = run_op(monkeypatch, DEBIAN_NO_SECURITY, upgraded="2026-12-01 10:00:00")
+    assert cmds[0].startswith(f"upload {operations.SECURITY_SOURCES} 644: ")
+    assert "Suites: bookworm-security" in cmds[0]
+    assert cmds[1].startswith("apt-get update")
+
+
+def test_on_a_first_run_the_upgrades_own_apt_update_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cmds, _ = run_op(monkeypatch, DEBIAN_NO_SECURITY)
+    assert len(cmds) == 1
+    assert cmds[0].startswith(f"upload {operations.SECURITY_SOURCES}")
+
+
+def test_a_host_with_the_archive_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    cmds, fake = run_op(monkeypatch, DEBIAN_FULL, upgraded="2026-12-01 10:00:00")
+    assert cmds == []
+    assert fake.noops == ["apt has bookworm-security among its sources"]
+
+
+def test_the_opt_out_refuses_a_host_without_the_archive(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(OperationError, match=r"web1: apt's sources lack bookworm-security.*"
+                       r"bulwark.updates.manage_sources: false"):  # fmt: skip
+        run_op(monkeypatch, DEBIAN_NO_SECURITY, manage=False)
+    cmds, _ = run_op(monkeypatch, DEBIAN_FULL, manage=False)  # nothing to refuse
+    assert cmds == []

@@ -3,6 +3,8 @@ daily timers, reboot policy; the run proves that a dry run picks the security or
 
 from __future__ import annotations
 
+import re
+
 from pyinfra import host, logger
 from pyinfra.api import OperationError, deploy
 from pyinfra.facts.server import LinuxDistribution
@@ -11,6 +13,8 @@ from bulwark.hosts.deploys.context import current
 from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.operations import ConfigFile, config_files, program_exists, units_running
 from bulwark.hosts.templates import render
+
+CODENAME_RE = re.compile(r"[a-z][a-z0-9-]{1,30}")
 
 
 def distro() -> tuple[str, str]:
@@ -23,6 +27,9 @@ def distro() -> tuple[str, str]:
         raise OperationError(
             f"{host.name}: bulwark hardens Debian and Ubuntu; this host is {distro_id or '?'}"
         )
+    if not CODENAME_RE.fullmatch(codename):  # it goes into apt's sources and config files
+        raise OperationError(f"{host.name}: os-release VERSION_CODENAME {codename!r} is not a "
+                             "release name: fix /etc/os-release")  # fmt: skip
     return distro_id, codename
 
 
