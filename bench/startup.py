@@ -34,9 +34,13 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("bulwark lab list", [BULWARK, "lab", "list"]),
     ("bulwark plan --stack dev (first line)", [BULWARK, "plan", "--stack", "dev"]),
     ("bulwark audit --stack dev (first line)", [BULWARK, "audit", "--stack", "dev"]),
+    ("bulwark bootstrap (no credential)", [BULWARK, "bootstrap", "203.0.113.9"]),
     ("bulwark harden (missing inventory)", [BULWARK, "harden", "nosuch.py"]),
     ("bulwark verify (no known_hosts)", [BULWARK, "verify", "deploy@203.0.113.9",
                                           "--known-hosts", "nosuch"]),
+    ("bulwark pooler check (closed port)", [BULWARK, "pooler", "check",
+                                             "postgresql://u@127.0.0.1:1/db"]),
+    ("bulwark lab down (no such VM)", [BULWARK, "lab", "down", "nosuch"]),
 ]  # fmt: skip
 
 

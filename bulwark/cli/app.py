@@ -3,24 +3,44 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
+import typer.core
+from typer.models import CommandFunctionType
+
+
+class Command(typer.core.TyperCommand):
+    """Usage lines as click writes them: a required argument is `HOST`, not typer's `{HOST}`."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
+
+class Typer(typer.Typer):
+    """typer.Typer whose commands are `Command`s."""
+
+    def command(
+        self, *args: Any, **kwargs: Any
+    ) -> Callable[[CommandFunctionType], CommandFunctionType]:
+        kwargs.setdefault("cls", Command)
+        return super().command(*args, **kwargs)
+
 
 # Plain click help (no rich panels): it starts faster, and shows flags as flags.
-app = typer.Typer(
+app = Typer(
     name="bulwark",
     help="Provision a production platform, harden its hosts, and prove it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-lab_app = typer.Typer(
+lab_app = Typer(
     help="Disposable local VMs that look like a provider's fresh VPS.", rich_markup_mode=None
 )
-pooler_app = typer.Typer(
-    help="The transaction pooler: what apps meet behind it.", rich_markup_mode=None
-)
+pooler_app = Typer(help="The transaction pooler: what apps meet behind it.", rich_markup_mode=None)
 app.add_typer(lab_app, name="lab")
 app.add_typer(pooler_app, name="pooler")
 

@@ -58,19 +58,20 @@ def plan(
 
     Example: bulwark plan --stack prod --json --out plan.json"""
     result_to = Output.choose(fmt, as_json, out_file, TEXT_JSON)
-    from bulwark.settings.cloud import (  # noqa: PLC0415
-        cloud_settings,
-        read_stack_config,
-        settings_data,
-        stack_file,
-    )
-
-    for name in stack:  # every stack's settings are checked before anything is said or imported
-        path = stack_file(name, stacks_dir)
-        cloud_settings(settings_data(read_stack_config(path), str(path)), str(path))
-    # Every stack is planned (and its config validated) before the result is printed.
+    # The first line comes before pydantic and Pulumi load; every stack's settings are checked
+    # before Pulumi runs, and every stack is planned before the result is printed.
     with progress() as say:
         say(f"planning {', '.join(f'stack {name}' for name in stack)} under Pulumi mocks")
+        from bulwark.settings.cloud import (  # noqa: PLC0415
+            cloud_settings,
+            read_stack_config,
+            settings_data,
+            stack_file,
+        )
+
+        for name in stack:
+            path = stack_file(name, stacks_dir)
+            cloud_settings(settings_data(read_stack_config(path), str(path)), str(path))
         from bulwark.cloud.plan import run_plan  # noqa: PLC0415 - Pulumi loads only here
 
         results = [run_plan(name, stacks_dir) for name in stack]
@@ -174,22 +175,25 @@ def audit(
         out.print(policy_docs.rules_table(), markup=False, highlight=False, soft_wrap=True)
         return
     result_to = Output.choose(fmt, as_json, out_file, AUDIT_FORMATS)
-    from bulwark.audit import run_audit  # noqa: PLC0415
-    from bulwark.policy.report import render  # noqa: PLC0415
-
     stacks = list(stack or [])
-    if every_stack:
-        from bulwark.audit import known_stacks  # noqa: PLC0415
-
-        found = known_stacks(stacks_dir)
-        if not found:
-            raise ConfigError(f"--all: no Pulumi.<stack>.yaml in {stacks_dir}: pass --stacks-dir")
-        stacks += [s for s in found if s not in stacks]
-    if not stacks and not hosts:
+    if not stacks and not hosts and not every_stack:
         raise ConfigError(
             "--stack: nothing to audit: pass --stack S, --all and/or --hosts results.json"
         )
-    result = run_audit(stacks, hosts or [], stacks_dir=stacks_dir, policies_dir=policies_dir)
+    named = [*(f"stack {n}" for n in stacks), *(["every stack"] if every_stack else [])]
+    with progress() as say:  # the first line comes before the policy engine loads
+        say(f"auditing {', '.join([*named, *map(str, hosts or [])])}")
+        from bulwark.audit import known_stacks, run_audit  # noqa: PLC0415
+        from bulwark.policy.report import render  # noqa: PLC0415
+
+        if every_stack:
+            found = known_stacks(stacks_dir)
+            if not found:
+                raise ConfigError(
+                    f"--all: no Pulumi.<stack>.yaml in {stacks_dir}: pass --stacks-dir"
+                )
+            stacks += [s for s in found if s not in stacks]
+        result = run_audit(stacks, hosts or [], stacks_dir=stacks_dir, policies_dir=policies_dir)
     s = result.summary
     verdict = (
         f"{'PASS' if result.ok else 'FAIL'}: {s['pass']} passed, {s['fail']} failed, "
@@ -265,12 +269,14 @@ def pooler_check(
 
     Example: bulwark pooler check 'host=10.0.0.5 port=6432 dbname=app user=app' --json"""
     result_to = Output.choose(fmt, as_json, out_file, TEXT_JSON)
-    from bulwark.pooler import check as pooler  # noqa: PLC0415 - psycopg only for this command
-    from bulwark.pooler.report import as_verify_report  # noqa: PLC0415
+    with progress() as say:  # the first line comes before psycopg loads; the DSN is not shown
+        say(f"pooler check: {clients} clients, {rounds} rounds")
+        from bulwark.pooler import check as pooler  # noqa: PLC0415 - psycopg only for this command
+        from bulwark.pooler.report import as_verify_report  # noqa: PLC0415
 
-    writable(results, "--results")
-    driver = pooler.Driver(pooler.parse_threshold(prepare_threshold), prepared_max)
-    result = pooler.check(dsn, driver=driver, clients=clients, rounds=rounds)
+        writable(results, "--results")
+        driver = pooler.Driver(pooler.parse_threshold(prepare_threshold), prepared_max)
+        result = pooler.check(dsn, driver=driver, clients=clients, rounds=rounds)
     if results is not None:
         as_verify_report(result).write(results)
 

@@ -165,43 +165,46 @@ def bootstrap(
     result_to = Output.choose(fmt, as_json, out_file, TEXT_JSON)
     # Everything is checked, and the name resolved and judged not to be this machine, before a
     # password is asked for, a key is created or a connection is opened.
-    from bulwark.dirs import trust_dir as default_trust_dir  # noqa: PLC0415
-    from bulwark.hosts import bootstrap as bs  # noqa: PLC0415 - SSH loads only for host commands
-    from bulwark.hosts.keys import ensure_key, hardened_sshd_refuses, load_key  # noqa: PLC0415
-    from bulwark.hosts.safety import vet  # noqa: PLC0415
-    from bulwark.hosts.ssh import Login, Target  # noqa: PLC0415
-    from bulwark.settings.endpoints import (  # noqa: PLC0415
-        check_host,
-        check_login_user,
-        check_path,
-        check_port,
-    )
-    from bulwark.settings.hosts import deploy_user as make_deploy_user  # noqa: PLC0415
-
-    target = Target(checked("host", check_host, host), checked("--port", check_port, port))
-    checked("--user", check_login_user, user)
-    for option, path in (("--key", key), ("--deploy-key", deploy_key), ("--trust-dir", trust_dir)):
-        if path is not None:
-            checked(option, check_path, path)
-    trust = trust_dir if trust_dir is not None else default_trust_dir()
-    if trust.exists() and not trust.is_dir():
-        raise ConfigError(f"--trust-dir {trust} is a file: pass a folder")
-    store = bs.TrustStore(trust)
-    store.check()
-    deploy = make_deploy_user(deploy_user, deploy_key)
-    if key is None and password_env is None and not ask_password:
-        raise ConfigError(
-            "no first-contact credential: pass --key, --ask-password or --password-env"
+    with progress() as say:  # the first line comes before SSH and pydantic load
+        say(f"bootstrap {host}: checking the inputs")
+        from bulwark.dirs import trust_dir as default_trust_dir  # noqa: PLC0415
+        from bulwark.hosts import bootstrap as bs  # noqa: PLC0415 - SSH loads only for host commands
+        from bulwark.hosts.keys import ensure_key, hardened_sshd_refuses, load_key  # noqa: PLC0415
+        from bulwark.hosts.safety import vet  # noqa: PLC0415
+        from bulwark.hosts.ssh import Login, Target  # noqa: PLC0415
+        from bulwark.settings.endpoints import (  # noqa: PLC0415
+            check_host,
+            check_login_user,
+            check_path,
+            check_port,
         )
-    first_key = load_key(key) if key else None
-    password = _password_from_env(password_env)
-    if ask_password and password is None:
-        _can_ask_password()
-    if deploy.key_path.exists():
-        operator_key = load_key(deploy.key_path)
-        if weakness := hardened_sshd_refuses(operator_key):
-            raise ConfigError(f"--deploy-key {deploy.key_path} {weakness}")
-    target = vet(target)
+        from bulwark.settings.hosts import deploy_user as make_deploy_user  # noqa: PLC0415
+
+        target = Target(checked("host", check_host, host), checked("--port", check_port, port))
+        checked("--user", check_login_user, user)
+        paths = (("--key", key), ("--deploy-key", deploy_key), ("--trust-dir", trust_dir))
+        for option, path in paths:
+            if path is not None:
+                checked(option, check_path, path)
+        trust = trust_dir if trust_dir is not None else default_trust_dir()
+        if trust.exists() and not trust.is_dir():
+            raise ConfigError(f"--trust-dir {trust} is a file: pass a folder")
+        store = bs.TrustStore(trust)
+        store.check()
+        deploy = make_deploy_user(deploy_user, deploy_key)
+        if key is None and password_env is None and not ask_password:
+            raise ConfigError(
+                "no first-contact credential: pass --key, --ask-password or --password-env"
+            )
+        first_key = load_key(key) if key else None
+        password = _password_from_env(password_env)
+        if ask_password and password is None:
+            _can_ask_password()
+        if deploy.key_path.exists():
+            operator_key = load_key(deploy.key_path)
+            if weakness := hardened_sshd_refuses(operator_key):
+                raise ConfigError(f"--deploy-key {deploy.key_path} {weakness}")
+        target = vet(target)
     go_ahead = confirm_or_refuse(yes, "bootstrap")
     trust_line(trust)
     if not go_ahead:
@@ -496,24 +499,27 @@ def verify(
 
     Example: bulwark verify hosts/prod.py --json --out results.json --junit results.xml"""
     result_to = Output.choose(fmt, as_json, out_file, VERIFY_FORMATS)
-    from bulwark.dirs import trust_dir  # noqa: PLC0415
-    from bulwark.settings.endpoints import check_path  # noqa: PLC0415
-    from bulwark.verify import run as verify_run  # noqa: PLC0415 - keeps other commands fast
-
-    writable(junit, "--junit")
-    if known_hosts is not None:
-        checked("--known-hosts", check_path, known_hosts)
-    path = Path(target)
-    inventory = path if path.suffix == ".py" or path.is_file() else None
-    if inventory is not None:
-        targets = verify_run.from_inventory(inventory, limit)
-    else:
-        pinned = known_hosts if known_hosts is not None else trust_dir() / "known_hosts"
-        targets = [verify_run.from_spec(target, key=key, known_hosts=pinned)]
-    verify_run.preflight(targets, probe_keys=probe_key, select=select)
-    for folder in sorted({str(t.known_hosts.parent) for t in targets}):
-        trust_line(Path(folder))
+    # The first line comes before pyinfra, paramiko and pytest load; every input is checked
+    # before any host is contacted.
     with progress() as say:
+        say(f"verify {target}: checking the inputs")
+        from bulwark.dirs import trust_dir  # noqa: PLC0415
+        from bulwark.settings.endpoints import check_path  # noqa: PLC0415
+        from bulwark.verify import run as verify_run  # noqa: PLC0415 - keeps other commands fast
+
+        writable(junit, "--junit")
+        if known_hosts is not None:
+            checked("--known-hosts", check_path, known_hosts)
+        path = Path(target)
+        inventory = path if path.suffix == ".py" or path.is_file() else None
+        if inventory is not None:
+            targets = verify_run.from_inventory(inventory, limit)
+        else:
+            pinned = known_hosts if known_hosts is not None else trust_dir() / "known_hosts"
+            targets = [verify_run.from_spec(target, key=key, known_hosts=pinned)]
+        verify_run.preflight(targets, probe_keys=probe_key, select=select)
+        for folder in sorted({str(t.known_hosts.parent) for t in targets}):
+            trust_line(Path(folder))
         say(f"verifying {', '.join(t.alias for t in targets)}")
         report = verify_run.run_verify(
             targets,

@@ -138,13 +138,19 @@ def progress(enabled: bool = True) -> Iterator[Callable[[str], None]]:
     if not enabled or not sys.stderr.isatty():
         # Plain lines need no console: the first one comes before the command's heavy imports.
         def line(msg: str) -> None:
-            sys.stderr.write(f"{stamp()} {msg}\n")
+            sys.stderr.write(f"{stamp()} {printable(msg)}\n")
             sys.stderr.flush()
 
         yield line
         return
     with err.status("starting") as status:
-        yield status.update
+        yield lambda msg: status.update(escape(printable(msg)))
+
+
+def printable(text: str) -> str:
+    """A message holding user input, as one line a terminal shows and does not obey: control
+    characters (newlines, escape sequences) written as Python escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def stamp() -> str:

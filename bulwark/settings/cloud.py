@@ -51,7 +51,7 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 class NetworkSettings(BaseModel):
     """The VPC: one subnet for Cloud Run's Direct VPC egress, private services access."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     subnet_cidr: Cidr = Field(
         default="10.8.0.0/24",
@@ -75,7 +75,7 @@ class NetworkSettings(BaseModel):
 class DatabaseSettings(BaseModel):
     """Cloud SQL for PostgreSQL: private IP only, TLS only, backups with PITR."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     version: str = Field(
         default="POSTGRES_17", pattern=r"^POSTGRES_\d+$", description="Postgres major version."
@@ -153,7 +153,7 @@ class PgBouncerVmSettings(BaseModel):
     """The PgBouncer VM (pooler.mode pgbouncer); bulwark harden and the PgBouncer deploy set
     it up."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     machine_type: str = Field(
         default="e2-small", description="PgBouncer is single-threaded: a small VM is enough."
@@ -181,7 +181,7 @@ class PgBouncerVmSettings(BaseModel):
 class PoolerSettings(BaseModel):
     """The transaction pooler between Cloud Run and Postgres."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     mode: Literal["managed", "pgbouncer"] = Field(
         default="managed",
@@ -206,7 +206,7 @@ class PoolerSettings(BaseModel):
 class CacheSettings(BaseModel):
     """Memorystore for Redis: AUTH, TLS, private service access."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     tier: Literal["STANDARD_HA", "BASIC"] = Field(
         default="STANDARD_HA",
@@ -233,7 +233,7 @@ class CacheSettings(BaseModel):
 class ServiceSettings(BaseModel):
     """The Cloud Run v2 service."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     image: str = Field(
         description="Container image, pinned by digest (`REGISTRY/REPO@sha256:<64 hex>`) so "
@@ -344,7 +344,7 @@ class ServiceSettings(BaseModel):
 class CiSettings(BaseModel):
     """Workload Identity Federation for GitHub Actions, and the deployer service account."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     github_repository: str = Field(
         pattern=r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$",
@@ -364,7 +364,7 @@ class CiSettings(BaseModel):
 class CloudSettings(BaseModel):
     """One stack: everything `__main__.py` and `bulwark plan` read from the stack config."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     project: str = Field(
         pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", description="GCP project id (gcp:project)."

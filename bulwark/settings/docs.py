@@ -12,7 +12,6 @@ from annotated_types import Ge, Le
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from bulwark.settings.cloud import CloudSettings
 from bulwark.settings.hosts import HardenSettings
 from bulwark.settings.pooler import PgbouncerSettings, PoolerDatabase
 
@@ -110,6 +109,8 @@ def settings_table() -> str:
 
 def cloud_settings_table() -> str:
     """Markdown table of every stack setting: config key, default, why."""
+    from bulwark.settings.cloud import CloudSettings  # noqa: PLC0415 - hosts' table skips it
+
     lines = ["| setting | type | default | what and why |", "|---|---|---|---|"]
     for name, field in CloudSettings.model_fields.items():
         annotation = field.annotation
@@ -125,6 +126,8 @@ def cloud_settings_table() -> str:
 def settings_schema(*, cloud: bool) -> dict[str, object]:
     """The settings as JSON Schema (types, bounds, defaults, descriptions): what `bulwark
     settings --json` prints, for editors and for checking a file before a run."""
+    from bulwark.settings.cloud import CloudSettings  # noqa: PLC0415
+
     model: type[BaseModel] = CloudSettings if cloud else HardenSettings
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",  # what pydantic writes

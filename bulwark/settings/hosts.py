@@ -98,7 +98,7 @@ Address = Annotated[str, AfterValidator(check_address)]
 class DeployUser(BaseModel):
     """The account automation and operators use once root login is gone."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     name: UserName = Field(
         default="deploy",
@@ -137,7 +137,7 @@ def deploy_user(name: str = "deploy", key_file: Path | None = None) -> DeployUse
 class SshSettings(BaseModel):
     """sshd, through the drop-in /etc/ssh/sshd_config.d/00-bulwark.conf (read first, so it wins)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     port: int = Field(
         default=22, ge=1, le=65535, description="SSH port; a change opens the firewall first."
@@ -183,7 +183,7 @@ class SshSettings(BaseModel):
 class FirewallRule(BaseModel):
     """One allowed inbound port."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     port: int = Field(ge=1, le=65535)
     proto: str = Field(default="tcp", pattern="^(tcp|udp)$")
@@ -198,7 +198,7 @@ class FirewallRule(BaseModel):
 class FirewallSettings(BaseModel):
     """UFW: default deny in, allow out; SSH allowed and rate-limited before it is enabled."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     allow: tuple[FirewallRule, ...] = Field(
         default=(), description="Inbound ports to open besides SSH, with their source ranges."
@@ -224,7 +224,7 @@ class FirewallSettings(BaseModel):
 class Fail2banSettings(BaseModel):
     """fail2ban: sshd jail on the journal (works without rsyslog), banning through ufw."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     bantime: Duration = Field(default="1h", description="How long a ban lasts.")
     findtime: Duration = Field(default="10m", description="Window in which failures are counted.")
@@ -240,7 +240,7 @@ class Fail2banSettings(BaseModel):
 class UpdatesSettings(BaseModel):
     """unattended-upgrades: security updates applied daily, with the origins of the distro."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     automatic_reboot: bool = Field(
         default=True, description="Reboot when an update needs it (kernel, libc)."
@@ -264,7 +264,7 @@ class UpdatesSettings(BaseModel):
 class KernelSettings(BaseModel):
     """sysctl, modules, mounts, core dumps, time sync, sudo logging, umask."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     routes_or_containers: bool = Field(
         default=False,
@@ -293,7 +293,7 @@ class KernelSettings(BaseModel):
 class HardenSettings(BaseModel):
     """Everything `bulwark harden` reads from host data (the `bulwark` key of group_data)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     deploy_user: UserName = Field(
         default="deploy", description="The user bulwark connects as (created by bootstrap)."

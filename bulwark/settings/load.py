@@ -8,7 +8,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from bulwark.errors import ConfigError
@@ -73,6 +72,8 @@ def one_line(
 
 def read_yaml(path: Path) -> object:
     """A YAML document; a syntax error is `file:line:column: problem: fix it`."""
+    import yaml  # noqa: PLC0415 - PyYAML loads only for commands that read a file
+
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as exc:
@@ -100,6 +101,8 @@ def repo_relative(path: Path) -> str:
 def key_lines(path: Path, under: str) -> dict[str, int]:
     """The 1-based line of each key of the top-level map `under` in a YAML file ({} when the
     file or the map is not there): where a setting lives, for reports that point at it."""
+    import yaml  # noqa: PLC0415
+
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):

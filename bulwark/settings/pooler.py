@@ -16,7 +16,7 @@ from bulwark.settings.net import ufw_source
 class PoolerDatabase(BaseModel):
     """One database PgBouncer pools connections to."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     name: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Database name.")
     # Validated like every host name: it is written into pgbouncer.ini.
@@ -49,7 +49,7 @@ class PoolerDatabase(BaseModel):
 class PgbouncerSettings(BaseModel):
     """PgBouncer in transaction mode, listening on the private address only."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     listen_address: str = Field(
         description="The host's private address PgBouncer listens on (never 0.0.0.0)."

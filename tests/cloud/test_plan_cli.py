@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bulwark.cli import app
+from tests.lines import said
 
 from .conftest import STACKS_DIR
 from .test_stacks import MOCK_SECRETS
@@ -59,7 +60,7 @@ def test_plan_refuses_bad_config_with_one_red_line(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("mode: pgbouncer", "mode: odyssey"))
     result = runner.invoke(app, ["plan", "--stack", "dev", "--stacks-dir", str(tmp_path)])
     assert result.exit_code == 2
-    assert result.output.strip().count("\n") == 0
+    assert len(said(result.output)) == 1, result.output
     assert "error:" in result.output
     assert "bulwark:pooler.mode: use 'managed' or 'pgbouncer'" in result.output
 
@@ -82,5 +83,5 @@ def test_plan_of_several_stacks_validates_all_before_printing(tmp_path: Path) ->
     prod.write_text(prod.read_text().replace("max_instances: 40", "max_instances: 0"))
     result = runner.invoke(app, both)
     assert result.exit_code == 2
-    assert result.output.strip().count("\n") == 0, "nothing of dev may be printed"
+    assert len(said(result.output)) == 1, "nothing of dev may be printed"
     assert "bulwark:service.max_instances: 0 would stop the service" in result.output

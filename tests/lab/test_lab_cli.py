@@ -21,6 +21,7 @@ from bulwark.hosts.ssh import KnownHosts, Login, Session, connect
 from bulwark.lab import vm as lab
 from bulwark.lab.inventory import host_data, write_inventory
 from tests.lab import helpers
+from tests.lines import said
 from tests.schemas import check
 
 
@@ -218,7 +219,7 @@ def test_an_inventory_host_that_resolves_to_this_machine_stops_the_run_first(
             for command in (("harden", str(inv), "--yes"), ("verify", str(inv))):
                 done = bulwark(*command)
                 assert done.returncode == 2, done.stdout + done.stderr
-                assert done.stderr.strip().splitlines() == [
+                assert said(done.stderr) == [
                     f"error: controller: {socket.gethostname()}:{port} resolves to 127.0.0.1, "
                     "this machine, not a lab VM: bulwark never bootstraps, hardens or verifies "
                     "the machine it runs on (use `bulwark lab up` for a local test host)"

@@ -24,6 +24,7 @@ from bulwark.lab.pytest_plugin import Boot
 from bulwark.lab.vm import LabVM
 from bulwark.settings.hosts import DeployUser
 from tests.lab import helpers
+from tests.lines import said
 from tests.schemas import check
 
 PROBE_PORT = 8080  # bulwark.verify.suite.test_probes listens here to prove UFW drops it
@@ -340,6 +341,6 @@ def test_an_unknown_or_changed_host_key_fails_verification(
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 2
-    assert done.stderr.strip().startswith("error: 127.0.0.1: known_hosts ")
+    assert said(done.stderr)[0].startswith("error: 127.0.0.1: known_hosts "), done.stderr
     assert "nosuch does not exist" in done.stderr
     assert not (tmp_path / "none.json").exists()

@@ -28,6 +28,7 @@ from bulwark.policy.waivers import load_waivers
 from bulwark.pooling.keys import POOL_ENV, RESERVED_LABEL, SURGE_LABEL, WORKERS_ENV
 from bulwark.verify.results import ControlResult, HostResult, Report
 from tests.cloud.test_stacks import MOCK_SECRETS
+from tests.lines import said
 
 from .conftest import POLICIES_DIR, STACKS_DIR, as_resources
 
@@ -160,7 +161,7 @@ def test_a_bad_waiver_is_one_line_and_exit_2(
     result = _cli("audit", "-s", "staging", "--policies-dir", str(policies))
     assert result.exit_code == 2, result.output
     assert expected in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    assert len(said(result.output)) == 1, result.output
 
 
 def test_an_unneeded_waiver_is_a_note(tmp_path: Path) -> None:
@@ -193,7 +194,7 @@ def test_hosts_merge_in_and_a_failing_host_fails_the_audit(tmp_path: Path) -> No
     assert "Default: allow (incoming)" in result.output
     ok = _cli("audit", "--hosts", str(_host_report(tmp_path, "pass")), "-f", "json")
     assert ok.exit_code == 0, ok.output
-    assert json.loads(ok.output)["sections"][0]["name"] == "host web-1"
+    assert json.loads(ok.stdout)["sections"][0]["name"] == "host web-1"
 
 
 def test_a_bad_hosts_file_or_format_is_exit_2(tmp_path: Path) -> None:
@@ -203,7 +204,7 @@ def test_a_bad_hosts_file_or_format_is_exit_2(tmp_path: Path) -> None:
                  ["-s", "dev", "--format", "pdf"], []):  # fmt: skip
         result = _cli("audit", *args)
         assert result.exit_code == 2, (args, result.output)
-        assert result.output.startswith("error: ")
+        assert said(result.output)[0].startswith("error: "), result.output
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from bulwark.lab.image import Recipe
 from bulwark.lab.vm import VMSpec
 from bulwark.settings.docs import settings_table
 from bulwark.settings.hosts import DeployUser, deploy_user
+from tests.lines import said
 
 runner = CliRunner()
 
@@ -75,7 +76,7 @@ def test_bad_input_is_one_line_exit_2(args: list[str], message: str, tmp_path: P
     result = runner.invoke(app, [*args], env={"BULWARK_STATE_DIR": str(tmp_path)})
     assert result.exit_code == 2, result.output
     assert message in result.output
-    assert result.output.strip().count("\n") == 0
+    assert len(said(result.output)) == 1, result.output
     assert not (tmp_path / "lab").exists()
 
 
