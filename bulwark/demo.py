@@ -79,15 +79,23 @@ def demo_audit(
 
 
 def run_demo(
-    spec: lab.VMSpec, *, keep: bool = False, progress: Progress | None = None
+    spec: lab.VMSpec,
+    *,
+    keep: bool = False,
+    progress: Progress | None = None,
+    detail: Progress | None = None,
 ) -> DemoResult:
     """Boot a lab VPS, bootstrap it (twice: the second is a no-op), check the pinned host key,
     harden it, and verify it (controls from inside, probes from outside).
+
+    `progress` hears each step as it starts; `detail`, what happens within one (the area being
+    hardened, a control that failed).
 
     The VM is stopped afterwards unless `keep`; the operator key lives in the demo workspace,
     never in the user's ~/.ssh.
     """
     say = progress or (lambda _msg: None)
+    within = detail or (lambda _msg: None)
     ensure_tools()
     workspace = dirs.state_dir() / "demo"
     deploy = DeployUser(key_file=workspace / "operator_ed25519")
@@ -112,7 +120,7 @@ def run_demo(
         def on_line(line: str) -> None:
             area = tracker.area
             if tracker.feed(line) and tracker.area != area:
-                say(f"hardening: {tracker.area} ({tracker.done.get(vm.name, 0)} operations done)")
+                within(f"{tracker.area} ({tracker.done.get(vm.name, 0)} operations done)")
 
         harden = run_harden(inventory, hosts, on_line=on_line)
         if not harden.ok:
@@ -120,7 +128,17 @@ def run_demo(
             raise BulwarkError(f"hardening {vm.name} failed ({failed}); its log: {harden.log}")
         say("verifying: controls from inside, probes from outside (root login, passwords, ports)")
         probe_keys = [vm.root_key_path] if spec.auth == "key" else []
-        report = run_verify(from_inventory(inventory), probe_keys=probe_keys, inventory=inventory)
+
+        def on_event(event: dict[str, object]) -> None:
+            if event.get("status") in {"fail", "error"}:
+                within(f"{event['control']}: {event['status']}")
+
+        report = run_verify(
+            from_inventory(inventory),
+            probe_keys=probe_keys,
+            inventory=inventory,
+            on_event=on_event,
+        )
     except BaseException:
         lab.stop(vm)
         raise

@@ -12,6 +12,7 @@ import typer
 
 from bulwark.cli.app import app
 from bulwark.cli.cloud import TEXT_JSON, JsonFlag, OutFile, TextOrJson
+from bulwark.cli.live import Board, board
 from bulwark.cli.output import (
     Output,
     checked,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from bulwark.hosts.harden import HardenRun
     from bulwark.hosts.inventory import InventoryHost
     from bulwark.policy.evaluate import Audit
+    from bulwark.settings.hosts import DeployUser
     from bulwark.verify.results import HostResult
 
 Yes = Annotated[
@@ -208,34 +210,40 @@ def bootstrap(
     go_ahead = confirm_or_refuse(yes, "bootstrap")
     trust_line(trust)
     if not go_ahead:
-        err.print(
-            f"bootstrap will, on {user}@{target}:\n"
-            f"  - pin the host key it is shown into {store.known_hosts.path} (first contact; a "
-            "changed key is refused)\n"
-            f"  - create user {deploy.name} with passwordless sudo, and install "
-            f"{deploy.key_path}.pub{' (a new key)' if not deploy.key_path.exists() else ''} "
-            "as its only key\n"
-            f"  - prove in a fresh login that {deploy.name} gets in by key and runs sudo -n",
-            highlight=False,
-            soft_wrap=True,
-        )
-        if not ask("Bootstrap this host?"):
-            err.print("nothing was done", highlight=False)
-            raise typer.Exit(int(ExitCode.OK))
+        _preview_bootstrap(f"{user}@{target}", store.known_hosts.path, deploy)
     if ask_password and password is None:
         password = read_line(f"password for {user}: ", hidden=True)
     first = Login(user, key=first_key, password=password)
     operator_key, created = ensure_key(deploy.key_path)
     if created:
         err.print(f"created operator key {deploy.key_path} (0600) and {deploy.key_path}.pub")
-    with progress() as say:
-        say(f"bootstrapping {target}")
-        report = bs.bootstrap(target, first, deploy, operator_key, store)
+    with board("bootstrap", [str(target)]) as shown:
+        shown.total(str(target), bs.STEPS)
+        report = bs.bootstrap(target, first, deploy, operator_key, store, progress=shown.say)
+        shown.finish(str(target))
     result_to.result(
         report.as_dict,
         lambda console: print_bootstrap(console, report),
         "changed" if report.changes else "nothing changed",
     )
+
+
+def _preview_bootstrap(where: str, known_hosts: Path, deploy: DeployUser) -> None:
+    """What bootstrap will do, then the question; "no" ends the command with nothing done."""
+    err.print(
+        f"bootstrap will, on {where}:\n"
+        f"  - pin the host key it is shown into {known_hosts} (first contact; a "
+        "changed key is refused)\n"
+        f"  - create user {deploy.name} with passwordless sudo, and install "
+        f"{deploy.key_path}.pub{' (a new key)' if not deploy.key_path.exists() else ''} "
+        "as its only key\n"
+        f"  - prove in a fresh login that {deploy.name} gets in by key and runs sudo -n",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not ask("Bootstrap this host?"):
+        err.print("nothing was done", highlight=False)
+        raise typer.Exit(int(ExitCode.OK))
 
 
 def print_bootstrap(console: Console, report: bs.BootstrapReport) -> None:
@@ -520,7 +528,7 @@ def verify(
         verify_run.preflight(targets, probe_keys=probe_key, select=select)
         for folder in sorted({str(t.known_hosts.parent) for t in targets}):
             trust_line(Path(folder))
-        say(f"verifying {', '.join(t.alias for t in targets)}")
+    with board("verify", [t.alias for t in targets], "controls") as shown:
         report = verify_run.run_verify(
             targets,
             junit_out=junit,
@@ -528,6 +536,7 @@ def verify(
             probe_keys=probe_key,
             select=select,
             inventory=inventory,
+            on_event=lambda event: _show_verify_event(shown, event),
         )
     unreached = [h for h in report.hosts if h.controls[0].status == "error"]
     reached = [h for h in report.hosts if h not in unreached]
@@ -554,6 +563,19 @@ def verify(
         raise typer.Exit(int(ExitCode.ERROR))
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILED_CHECKS))
+
+
+def _show_verify_event(shown: Board, event: dict[str, object]) -> None:
+    host = str(event["host"])
+    if "total" in event:
+        shown.total(host, int(str(event["total"])) + 1)  # and the host-key control, done first
+    elif "control" in event:
+        status = str(event["status"])
+        shown.tick(host, str(event["control"]), failed=status in {"fail", "error"})
+        if event["control"] == "trust-host-key-pinned" and status != "pass":
+            shown.finish(host)  # nothing else runs on a host whose key is not the pinned one
+    elif "now" in event:
+        shown.note(host, str(event["now"]))
 
 
 def print_host_result(console: Console, host: HostResult) -> None:

@@ -12,7 +12,8 @@ import typer
 from bulwark.cli.app import app, lab_app
 from bulwark.cli.cloud import TEXT_JSON, JsonFlag, OutFile, TextOrJson
 from bulwark.cli.hosts import print_audit_summary, print_bootstrap, print_host_result
-from bulwark.cli.output import Output, checked, handles_errors, interrupted_line, progress
+from bulwark.cli.live import board
+from bulwark.cli.output import Output, checked, handles_errors, interrupted_line
 from bulwark.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:
@@ -62,8 +63,9 @@ def lab_up(
     spec = lab.VMSpec(name, distro, auth, tuple(forward or ()), memory, cpus)  # type: ignore[arg-type]
     ensure_tools()
     try:
-        with progress() as say:
-            vm = lab.start(spec, detach=True, progress=say)
+        with board("lab up", [spec.name or f"a {spec.distro} VM"]) as shown:
+            vm = lab.start(spec, detach=True, progress=shown.say)
+            shown.finish(spec.name or f"a {spec.distro} VM")
     except KeyboardInterrupt:
         interrupted_line(": the VM being started was stopped and its files removed")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
@@ -199,8 +201,9 @@ def demo(
 
     spec = lab.VMSpec(distro=distro, auth=auth)  # type: ignore[arg-type]
     try:
-        with progress() as say:
-            result = run_demo(spec, keep=keep, progress=say)
+        with board("demo", [f"a {distro} lab VPS"]) as shown:
+            result = run_demo(spec, keep=keep, progress=shown.say, detail=shown.detail)
+            shown.finish(f"a {distro} lab VPS")
     except KeyboardInterrupt:
         interrupted_line(": the demo's lab VM was stopped and its files removed")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None

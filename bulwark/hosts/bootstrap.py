@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -117,24 +118,36 @@ def require_proof(store: TrustStore, target: Target, user: str) -> AccessProof:
     return proof
 
 
+STEPS = 6  # what `bootstrap` reports through `progress`, in order, every run
+
+
 def bootstrap(
     target: Target,
     first_login: Login,
     deploy: DeployUser,
     deploy_key: KeyPair,
     store: TrustStore,
+    progress: Callable[[str], None] | None = None,
 ) -> BootstrapReport:
-    """Make `deploy` a key-login sudo user on `target` and prove it; idempotent."""
+    """Make `deploy` a key-login sudo user on `target` and prove it; idempotent. `progress`
+    hears each of the STEPS as it starts."""
+    say = progress or (lambda _msg: None)
     target = vet(target)
     deploy_login = Login(deploy.name, key=deploy_key)
+    say(f"connecting (as {deploy.name} if it is set up, else {first_login.user})")
     admin, via_deploy = _admin_session(target, first_login, deploy_login, store)
     report = BootstrapReport(target, connected_as=admin.login.user)
     with admin:
+        say("sudo: installed?" if not via_deploy else f"sudo: works for {deploy.name} already")
         if not via_deploy:
             _ensure_sudo_installed(admin, report)
+        say(f"user {deploy.name}")
         home = _ensure_user(admin, deploy, report)
+        say(f"{deploy.name}'s authorized key")
         _ensure_authorized_key(admin, deploy, home, deploy_key, report)
+        say(f"sudoers rule for {deploy.name}")
         _ensure_sudoers(admin, deploy, report)
+    say(f"proving {deploy.name} gets in by key and runs sudo -n, in a fresh login")
     report.proof = prove_access(target, deploy_login, store.known_hosts)
     store.record(report.proof)
     return report

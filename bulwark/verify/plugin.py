@@ -28,6 +28,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bulwark-hosts", help="JSON: per host alias, its settings and forwards.")
     group.addoption("--bulwark-json", help="Write the verification results here (JSON).")
     group.addoption(
+        "--bulwark-events",
+        help="Append one JSON line per event here: a host's control count, each result.",
+    )
+    group.addoption(
         "--bulwark-ban-probe",
         action="store_true",
         help="Also prove fail2ban bans a brute-forcer (opt-in; runs last; unbans after).",
@@ -116,6 +120,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)
 
 
+def _event(config: pytest.Config, **event: object) -> None:
+    """Progress for the caller (bulwark verify's live view), as it happens."""
+    path = config.getoption("bulwark_events", default=None)
+    if path:
+        with Path(path).open("a", encoding="utf-8") as events:
+            events.write(json.dumps(event) + "\n")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """How many controls each host will run (after -k deselected the others)."""
+    counts: dict[str, int] = {}
+    for item in session.items:
+        if _control_of(item) is not None:
+            counts[_host_of(item)] = counts.get(_host_of(item), 0) + 1
+    for host, count in counts.items():
+        _event(session.config, host=host, total=count)
+
+
 def _control_of(item: pytest.Item) -> str | None:
     mark = item.get_closest_marker(MARK)
     return str(mark.args[0]) if mark else None
@@ -176,6 +198,7 @@ def _record(
         host = HostResult(host=name)
         run.hosts.append(host)
     host.controls.append(result)
+    _event(item.config, host=name, control=control_id, status=status)
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

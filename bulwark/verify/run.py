@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,6 +32,9 @@ TRUST = Control(
     family="trust",
     rationale="Verification of an impostor proves nothing; an unknown or changed key fails.",
 )
+
+
+OnEvent = Callable[[dict[str, object]], None]  # verify's progress, per host
 
 
 @dataclass(frozen=True)
@@ -268,11 +272,15 @@ def run_verify(
     probe_keys: list[Path] | None = None,
     select: str | None = None,
     inventory: Path | None = None,
+    on_event: OnEvent | None = None,
 ) -> Report:
     """Verify every target; the Report has one HostResult per target, trust control first.
 
     Hosts that could not be reached (or refused the login) carry the trust control as an error
-    with the reason; the others are verified all the same."""
+    with the reason; the others are verified all the same. `on_event` hears, per host (by its
+    alias), what is being done (`now`), how many controls it will run (`total`) and each
+    control's result as it comes (`control`, `status`)."""
+    tell = on_event or (lambda _event: None)
     vetted = preflight(targets, probe_keys=probe_keys, select=select)
     with tempfile.TemporaryDirectory(prefix="bulwark-verify-") as tmp:
         work = _safe_dir(Path(tmp))
@@ -281,13 +289,22 @@ def run_verify(
         trusted = {}
         report = Report(inventory=repo_relative(inventory) if inventory else None)
         for alias, t in vetted.items():
+            tell({"host": t.alias, "now": "connecting: is the host key the pinned one?"})
             result = check_trust(t, alias, config)
             report.hosts.append(HostResult(host=t.alias, controls=[result]))
+            tell({"host": t.alias, "control": result.id, "status": result.status})
             if result.status == "pass":
                 trusted[alias] = t
         try:
             if trusted:
-                suite = _run_suite(trusted, work, config, ban_probe, probe_keys, select)
+                for t in trusted.values():
+                    tell({"host": t.alias, "now": "collecting the controls"})
+                aliases = {alias: t.alias for alias, t in trusted.items()}
+
+                def relay(event: dict[str, object]) -> None:  # the suite's host names: aliases
+                    tell({**event, "host": aliases.get(str(event.get("host")), event["host"])})
+
+                suite = _run_suite(trusted, work, config, ban_probe, probe_keys, select, relay)
                 _merge(report, suite, trusted, select)
         finally:
             for alias in vetted:
@@ -325,6 +342,7 @@ def _run_suite(
     ban_probe: bool,
     probe_keys: list[Path] | None,
     select: str | None,
+    on_event: OnEvent,
 ) -> Report:
     meta = {
         alias: {
@@ -364,12 +382,40 @@ def _run_suite(
     ]
     cmd += ["--bulwark-ban-probe"] if ban_probe else []
     cmd += [f"-k{select}"] if select else []  # attached: an expression may start with '-'
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=work)
+    events = work / "events.jsonl"
+    cmd += ["--bulwark-events", str(events)]
+    output = work / "pytest.out"
+    with output.open("w", encoding="utf-8") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, cwd=work)
+        try:
+            returncode = _follow(proc, events, on_event)
+        finally:
+            if proc.poll() is None:  # interrupted: the suite does not outlive the command
+                proc.kill()
+                proc.wait()
     # pytest: 0 all passed, 1 some failed; anything else (interrupted, internal or usage error,
     # nothing collected) means the suite itself did not run as it should.
-    if done.returncode not in (0, 1) or not results.is_file():
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
+    if returncode not in (0, 1) or not results.is_file():
+        tail = "\n".join(output.read_text(encoding="utf-8").strip().splitlines()[-20:])
         raise BulwarkError(
-            f"the verification suite did not run (pytest exit {done.returncode}):\n{tail}"
+            f"the verification suite did not run (pytest exit {returncode}):\n{tail}"
         )
     return Report.read(results)
+
+
+def _follow(proc: subprocess.Popen[bytes], events: Path, on_event: OnEvent) -> int:
+    """Relay the suite's events (JSON lines it appends) while it runs; its exit status."""
+    offset = 0
+    while True:
+        returncode = proc.poll()
+        if events.is_file():
+            with events.open("rb") as stream:
+                stream.seek(offset)
+                chunk = stream.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+            offset += len(complete)
+            for line in complete.decode("utf-8").splitlines():
+                on_event(json.loads(line))
+        if returncode is not None:
+            return returncode
+        time.sleep(0.2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from bulwark.hosts.ssh import KnownHosts, Login, Session, connect
 from bulwark.lab import vm as lab
 from bulwark.lab.inventory import host_data, write_inventory
 from tests.lab import helpers
-from tests.lines import said
+from tests.lines import PROGRESS, said
 from tests.schemas import check
 
 
@@ -46,6 +47,10 @@ def test_trixie_lab_up_bootstrap_list_down(tmp_path: Path) -> None:
     )
     assert up.returncode == 0, up.stderr
     vm = check("lab-up", up.stdout)
+    # Without a terminal, the live view is time-stamped lines: each step, then the count.
+    steps = [line for line in up.stderr.splitlines() if PROGRESS.match(line)]
+    assert any(" lab up a trixie VM: booting " in line for line in steps), up.stderr
+    assert re.search(r" lab up a trixie VM: done: \d+ steps done$", steps[-1]), up.stderr
     try:
         assert vm["distro"] == "trixie"
         assert set(vm["forwards"]) == {"8080"}
@@ -65,6 +70,10 @@ def test_trixie_lab_up_bootstrap_list_down(tmp_path: Path) -> None:
         ]  # fmt: skip
         first = bulwark(*args, env={"LAB_ROOT_PASSWORD": password})
         assert first.returncode == 0, first.stderr
+        assert re.search(r" bootstrap \S+: done: 6 of 6 steps done$", first.stderr, re.M), (
+            first.stderr
+        )
+        assert re.search(r" bootstrap \S+: user deploy$", first.stderr, re.M), first.stderr
         report = check("bootstrap", first.stdout)
         assert report["changed"] is True
         assert report["proof"]["user"] == "deploy"
@@ -115,6 +124,17 @@ def test_demo_boots_bootstraps_hardens_and_verifies_a_fresh_vps(demo_vps: dict[s
     assert host["summary"]["error"] == 0
     assert host["summary"]["pass"] >= 100
     assert data["vm"]["name"] in [v.name for v in lab.running()], "--keep keeps it"
+    # Progress without a terminal: the steps, the areas being hardened, the end.
+    steps = [line for line in data["stderr"].splitlines() if PROGRESS.match(line)]
+    assert any(
+        line.endswith(
+            "demo a bookworm lab VPS: hardening with pyinfra (several minutes "
+            "under emulation: apt dominates)"
+        )
+        for line in steps
+    ), steps
+    assert any(" demo a bookworm lab VPS: SSH (" in line for line in steps), steps
+    assert re.search(r"demo a bookworm lab VPS: done: \d+ steps done$", steps[-1]), steps
 
 
 @contextmanager

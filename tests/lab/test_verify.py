@@ -24,7 +24,7 @@ from bulwark.lab.pytest_plugin import Boot
 from bulwark.lab.vm import LabVM
 from bulwark.settings.hosts import DeployUser
 from tests.lab import helpers
-from tests.lines import said
+from tests.lines import PROGRESS, said
 from tests.schemas import check
 
 PROBE_PORT = 8080  # bulwark.verify.suite.test_probes listens here to prove UFW drops it
@@ -104,6 +104,16 @@ def test_a_fresh_vps_fails_what_it_should(vm: LabVM, tmp_path: Path) -> None:
     assert "root logged in" in controls["probe-root-login-refused"]["evidence"]
     assert "password" in controls["probe-no-password-methods"]["evidence"]
     assert controls["trust-host-key-pinned"]["status"] == "pass"
+    # Without a terminal, verify's live view is time-stamped lines: how many controls the host
+    # runs, each failure as it comes, and the count at the end.
+    total, failed = len(controls), len(failing(results))
+    steps = [line for line in done.stderr.splitlines() if PROGRESS.match(line)]
+    assert any(line.endswith(f" verify 127.0.0.1: {total} controls to do") for line in steps), (
+        done.stderr
+    )
+    assert any(line.endswith(" verify 127.0.0.1: ssh-permit-root-login failed") for line in steps)
+    done_line = f" verify 127.0.0.1: done: {total} of {total} controls done, {failed} failed"
+    assert any(line.endswith(done_line) for line in steps), done.stderr
 
 
 def settings(vm: LabVM, password: str) -> dict[str, Any]:
