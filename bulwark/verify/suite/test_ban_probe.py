@@ -5,6 +5,7 @@ not set up again for it)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from typing import Any
 
@@ -75,7 +76,8 @@ def test_fail2ban_bans(host: Any, endpoint: Endpoint, pytestconfig: pytest.Confi
         # A ban whose firewall rule was still being written when the unban ran would leave the
         # rule behind, and this controller shut out: take out any that fail2ban no longer has.
         restore += (
-            f"sleep 2; while ufw status | grep -qE 'REJECT IN +{client}( |$)'; do "
+            # `ufw status` writes "Anywhere  REJECT  10.0.2.2" (the IN only with verbose).
+            f"sleep 2; while ufw status | grep -qE 'REJECT( IN)? +{re.escape(client)}( |$)'; do "
             f"ufw delete reject from {client} to any >/dev/null || break; done; "
         )
         host.run("sh -c %s", restore + "true")  # fail2ban-client exits 255 on a missing jail
