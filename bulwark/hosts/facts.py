@@ -196,6 +196,24 @@ class CommandsExist(FactBase[set[str]]):
         return {line.strip() for line in output if line.strip()}
 
 
+class LoginDefs(FactBase[dict[str, str]]):
+    """The keys /etc/login.defs sets (comments and blank lines left out): key -> value."""
+
+    def command(self) -> str:
+        return "grep -E '^[A-Z_]+[[:space:]]' /etc/login.defs || true"
+
+    @staticmethod
+    def default() -> dict[str, str]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for line in output:
+            key, *value = line.split(maxsplit=2)
+            found[key] = value[0] if value else ""  # shadow reads them all: the last one wins
+        return found
+
+
 # --------------------------------------------------------------------------- batched facts
 # Each remote command costs a shell and a sudo on the host (about 0.3 s in an emulated guest),
 # so an idempotent re-run is dominated by how many facts it reads. These read many things in one.

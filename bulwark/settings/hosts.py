@@ -134,6 +134,26 @@ def deploy_user(name: str = "deploy", key_file: Path | None = None) -> DeployUse
 # The settings table in docs/hosts.md is generated from these declarations (`bulwark settings`).
 
 
+LEGAL_BANNER = (
+    "Authorized access only. This system is private: activity on it is monitored and "
+    "recorded, and unauthorized use is prohibited and may be prosecuted under law."
+)
+
+
+def check_banner(text: str) -> str:
+    """Printable text on at most 20 lines; no backslash, which getty reads in /etc/issue as an
+    escape (\\s, \\r: the OS and kernel an attacker wants to learn)."""
+    if not text.strip():
+        raise ValueError("is empty: write the notice, or null for no banner")
+    if "\\" in text:
+        raise ValueError("holds a backslash, an escape in /etc/issue: leave it out")
+    if any(not line.isprintable() for line in text.splitlines()):
+        raise ValueError("holds a control character: use plain text lines")
+    if len(text.splitlines()) > 20:
+        raise ValueError("is longer than 20 lines: keep the notice short")
+    return text
+
+
 class SshSettings(BaseModel):
     """sshd, through the drop-in /etc/ssh/sshd_config.d/00-bulwark.conf (read first, so it wins)."""
 
@@ -162,14 +182,17 @@ class SshSettings(BaseModel):
         default=300, ge=0, description="ClientAliveInterval seconds: probe idle sessions."
     )
     client_alive_count_max: int = Field(
-        default=3, ge=0, description="ClientAliveCountMax: unanswered probes before a drop."
+        default=2, ge=0, description="ClientAliveCountMax: unanswered probes before a drop."
     )
     max_sessions: int = Field(default=10, ge=1, description="MaxSessions per connection.")
     max_startups: Annotated[str, AfterValidator(check_max_startups)] = Field(
         default="10:30:60", description="MaxStartups: throttle unauthenticated connections."
     )
-    banner: str | None = Field(
-        default=None, description="Pre-login banner text (/etc/issue.net); none by default."
+    banner: Annotated[str, AfterValidator(check_banner)] | None = Field(
+        default=LEGAL_BANNER,
+        description="The legal notice shown before login: sshd's Banner (/etc/issue.net) and "
+        "the console's /etc/issue. A notice is what makes monitoring and prosecution of "
+        "unauthorised use defensible in many jurisdictions. null for none.",
     )
     revert_after: int = Field(
         default=180,
@@ -283,11 +306,89 @@ class KernelSettings(BaseModel):
     disabled_protocols: tuple[str, ...] = Field(
         default=("dccp", "sctp", "rds", "tipc"), description="Rare network protocols (CIS 3.2)."
     )
+    disabled_devices: tuple[str, ...] = Field(
+        default=("usb-storage", "firewire-core"),
+        description="USB mass storage and FireWire drivers: no disk is plugged into a server, "
+        "and FireWire gives a device DMA to memory (CIS 1.1.23). () where a USB disk is used.",
+    )
     harden_tmp: bool = Field(
         default=True,
         description="Mount /tmp and /dev/shm with nodev,nosuid,noexec.",
     )
     umask: str = Field(default="027", pattern="^0[0-7]{2}$", description="login.defs UMASK.")
+
+
+class AccountsSettings(BaseModel):
+    """Password policy in /etc/login.defs, for the accounts that have one (SSH is key-only)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+    password_max_days: int = Field(
+        default=365,
+        ge=1,
+        le=99999,
+        description="PASS_MAX_DAYS: a new password expires (CIS 5.4.1.1).",
+    )
+    password_min_days: int = Field(
+        default=1, ge=0, le=365, description="PASS_MIN_DAYS: no cycling back to the old one."
+    )
+    password_warn_days: int = Field(
+        default=14, ge=0, le=365, description="PASS_WARN_AGE: warning before expiry."
+    )
+    hash_rounds: int = Field(
+        default=65536,
+        ge=5000,
+        le=10_000_000,
+        description="SHA_CRYPT_MIN_ROUNDS and _MAX_ROUNDS: passwords set with chpasswd or "
+        "newusers cost a guesser this many rounds each.",
+    )
+    password_quality: bool = Field(
+        default=True,
+        description="libpam-pwquality: passwd refuses a weak new password (Debian's defaults: "
+        "length, classes, not a dictionary word).",
+    )
+    shell_timeout: int = Field(
+        default=900,
+        ge=0,
+        le=86400,
+        description="Seconds an interactive shell may sit idle before it exits (readonly TMOUT "
+        "in /etc/profile.d): a forgotten root shell does not stay open. 0 for none.",
+    )
+    pam_tmpdir: bool = Field(
+        default=True,
+        description="libpam-tmpdir: each login gets a private TMPDIR (/tmp/user/<uid>), so "
+        "users cannot race or read each other's temporary files. false where programs share "
+        "files through $TMPDIR.",
+    )
+
+
+class AuditSettings(BaseModel):
+    """The audit trail: auditd rules, process accounting, activity statistics, package checks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+    auditd: bool = Field(
+        default=True,
+        description="auditd with bulwark's rules (CIS 4.1.3: identity, sudoers, sshd, time, "
+        "modules, mounts, refused access...; `ausearch -k identity`). false where another agent "
+        "owns the kernel's audit stream.",
+    )
+    immutable: bool = Field(
+        default=True,
+        description="Lock the audit rules (-e 2) until the next boot, so an intruder with root "
+        "cannot quietly turn auditing off; a rule change then takes effect at the next boot.",
+    )
+    accounting: bool = Field(
+        default=True,
+        description="Process accounting (acct: `lastcomm`, `sa`) and activity statistics "
+        "(sysstat: `sar`), to reconstruct what ran and when. false on hosts too small to "
+        "keep them.",
+    )
+    package_checks: bool = Field(
+        default=True,
+        description="debsums (files of installed packages checked against their checksums) "
+        "and apt-show-versions (packages behind their archive).",
+    )
 
 
 class HardenSettings(BaseModel):
@@ -303,6 +404,8 @@ class HardenSettings(BaseModel):
     fail2ban: Fail2banSettings = Fail2banSettings()
     updates: UpdatesSettings = UpdatesSettings()
     kernel: KernelSettings = KernelSettings()
+    accounts: AccountsSettings = AccountsSettings()
+    audit: AuditSettings = AuditSettings()
     pgbouncer: PgbouncerSettings | None = Field(
         default=None,
         description="PgBouncer on this host (transaction pooling; see the pgbouncer table).",

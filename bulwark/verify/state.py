@@ -61,7 +61,7 @@ SUID_DENYLIST = frozenset(
 
 UNITS = (
     "fail2ban ufw unattended-upgrades apt-daily.timer apt-daily-upgrade.timer systemd-timesyncd "
-    "chrony ntp ntpsec openntpd auditd pgbouncer postgresql"
+    "chrony ntp ntpsec openntpd auditd acct sysstat pgbouncer postgresql"
 )
 # `systemctl show` prints one block per unit, in the order asked, blank-line separated.
 UNITS_AWK = """
@@ -124,6 +124,20 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         "passwd": "cat /etc/passwd",
         "group": "cat /etc/group",
         "login.defs": "grep -vE '^\\s*(#|$)' /etc/login.defs",
+        "issue": "cat /etc/issue 2>/dev/null",
+        "issue.net": "cat /etc/issue.net 2>/dev/null",
+        "tmout": "grep -hE '^[^#]*TMOUT' /etc/profile /etc/profile.d/*.sh 2>/dev/null",
+        "pam": (
+            "grep -lE '^[^#]*pam_pwquality[.]so' /etc/pam.d/common-password 2>/dev/null; "
+            "grep -lE '^[^#]*pam_tmpdir[.]so' /etc/pam.d/common-session 2>/dev/null; true"
+        ),
+        "auditctl-s": "auditctl -s 2>&1",
+        "auditctl-l": "auditctl -l 2>&1",
+        "defaults": (
+            "grep -HE '^(ENABLED|CRON_CHECK)=' /etc/default/sysstat /etc/default/debsums "
+            "2>/dev/null; true"
+        ),
+        "pacct": "ls /var/log/account/pacct 2>/dev/null; true",
         "stat": f"stat -c '%n %a %U %G %F' {stats} 2>/dev/null",
         "authkeys": (
             # Accounts with a login shell (listed in /etc/shells) and their key files.

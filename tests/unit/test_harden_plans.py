@@ -80,8 +80,11 @@ def test_sshd_dropin_defaults() -> None:
     assert conf["disableforwarding"] == "yes"
     assert conf["loglevel"] == "VERBOSE"
     assert conf["port"] == "22"
-    assert "banner" not in conf
+    assert conf["banner"] == "/etc/issue.net"  # the legal notice, on by default
+    assert conf["printlastlog"] == "no"  # dev-sec sshd-45 (Lynis prefers yes)
+    assert conf["clientalivecountmax"] == "2"
     assert conf["kexalgorithms"] == ",".join(DEBIAN_12.kex)
+    assert "banner" not in directives(dropin(harden_settings({"ssh": {"banner": None}})))
 
 
 def test_sshd_dropin_reflects_settings() -> None:

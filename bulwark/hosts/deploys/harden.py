@@ -1,5 +1,6 @@
 """The whole baseline, in a lockout-safe order: packages, firewall (SSH allowed first), SSH
-(guarded), fail2ban, security updates, kernel and file system, and PgBouncer when declared.
+(guarded), fail2ban, security updates, kernel and file system, accounts and the audit trail,
+and PgBouncer when declared.
 
     pyinfra hosts/prod.py bulwark.hosts.deploys.harden.harden
 """
@@ -11,6 +12,7 @@ from pyinfra.api import DeployError, OperationError, deploy, operation
 from pyinfra.operations import files
 
 from bulwark.errors import BulwarkError
+from bulwark.hosts.deploys.accounts import accounts
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.deploys.fail2ban import fail2ban
 from bulwark.hosts.deploys.firewall import firewall
@@ -64,5 +66,5 @@ def harden() -> None:
     # Each area gets the host validated once, here; run alone (pyinfra ... deploys.ssh.ssh) an
     # area validates it itself.
     packages(_temp_dir=PYINFRA_TMP)
-    for area in (firewall, ssh, fail2ban, updates, kernel, pgbouncer):
+    for area in (firewall, ssh, fail2ban, updates, kernel, accounts, pgbouncer):
         area(inventory_host=inventory_host, _temp_dir=PYINFRA_TMP)

@@ -1,5 +1,6 @@
 """Kernel and file system: sysctl, unused modules off, /tmp and /dev/shm nodev,nosuid,noexec,
-no core dumps, one time sync daemon, sudo with a pty and a log, a strict login umask."""
+no core dumps, one time sync daemon, sudo with a pty and a log. (The login umask is set with
+the other login.defs keys, in the accounts area.)"""
 
 from __future__ import annotations
 
@@ -105,7 +106,11 @@ def kernel(inventory_host: InventoryHost | None = None) -> None:
                 "/etc/modprobe.d/bulwark-disabled.conf",
                 render(
                     "kernel/bulwark-modules.conf.j2",
-                    modules=[*conf.disabled_filesystems, *conf.disabled_protocols],
+                    modules=[
+                        *conf.disabled_filesystems,
+                        *conf.disabled_protocols,
+                        *conf.disabled_devices,
+                    ],
                 ),
             ),
             # `*` does not cover root in pam_limits, and Debian 13's 10-coredump-debian.conf
@@ -147,10 +152,4 @@ def kernel(inventory_host: InventoryHost | None = None) -> None:
             "# Every sudo command is logged here as well as to the journal.\n"
             'Defaults logfile="/var/log/sudo.log"\n'
         ),
-    )
-    files.line(
-        name=f"login.defs UMASK {conf.umask}",
-        path="/etc/login.defs",
-        line=r"^UMASK\s",
-        replace=f"UMASK\t\t{conf.umask}",
     )

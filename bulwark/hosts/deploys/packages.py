@@ -24,6 +24,7 @@ PACKAGES = (
     "python3-systemd",
     "unattended-upgrades",
     "apt-listchanges",
+    "needrestart",  # restarts the daemons a library update left on the old copy
     "sudo",
     "openssh-server",
 )
@@ -50,4 +51,19 @@ def packages() -> None:
     first_run_upgrade(
         name="apt update and full upgrade (first run)", alongside=(rsa_key_in_background(),)
     )
-    packages_present(name="Install what hardening needs", packages=list(PACKAGES))
+    packages_present(name="Install what hardening needs", packages=[*PACKAGES, *optional()])
+
+
+def optional() -> list[str]:
+    """The packages of the settings that can be turned off (bulwark.accounts, bulwark.audit)."""
+    conf = current().settings
+    chosen = {
+        "libpam-tmpdir": conf.accounts.pam_tmpdir,
+        "libpam-pwquality": conf.accounts.password_quality,
+        "auditd": conf.audit.auditd,
+        "acct": conf.audit.accounting,
+        "sysstat": conf.audit.accounting,
+        "debsums": conf.audit.package_checks,
+        "apt-show-versions": conf.audit.package_checks,
+    }
+    return [name for name, wanted in chosen.items() if wanted]

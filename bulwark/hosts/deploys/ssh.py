@@ -329,9 +329,11 @@ def ssh(inventory_host: InventoryHost | None = None) -> None:
     script = render("ssh/bulwark-ssh-revert.sh.j2", backup=BACKUP, reverted_mark=REVERTED_MARK)
     installed = [ConfigFile(REVERT_SCRIPT, script, mode="755")]
     if conf.ssh.banner:
-        installed.append(ConfigFile("/etc/issue.net", conf.ssh.banner.rstrip("\n") + "\n"))
+        notice = conf.ssh.banner.rstrip("\n") + "\n"
+        # The same notice on the console (/etc/issue), which otherwise names the OS release.
+        installed += [ConfigFile("/etc/issue.net", notice), ConfigFile("/etc/issue", notice)]
     config_files(
-        name="sshd revert script" + (" and pre-login banner" if conf.ssh.banner else ""),
+        name="sshd revert script" + (" and login banners" if conf.ssh.banner else ""),
         files=installed,
     )
     change = guarded_sshd_change(

@@ -85,6 +85,10 @@ SYSCTL: list[tuple[str, str, str, dict[str, str]]] = [
      {"kernel.yama.ptrace_scope": "[123]"}),
     ("sysctl-bpf", "Unprivileged BPF off and the BPF JIT hardened", "",
      {"kernel.unprivileged_bpf_disabled": "[12]", "net.core.bpf_jit_harden": "2"}),
+    ("sysctl-perf-events", "No unprivileged perf events (kernel profiling)", "",
+     {"kernel.perf_event_paranoid": "[34]"}),
+    ("sysctl-tty-ldisc", "Users cannot make the kernel load TTY line disciplines", "",
+     {"dev.tty.ldisc_autoload": "0"}),
 ]  # fmt: skip
 FORWARDING = {"sysctl-ip-forwarding", "sysctl-ipv6-forwarding"}
 ROUTER_ADVERTISEMENTS = {
@@ -180,13 +184,18 @@ def test_nx(state: HostState) -> None:
 
 @control(
     "kernel-modules-disabled",
-    "Unused file systems and network protocols cannot be loaded",
-    rationale="Rarely used kernel code is where exploitable bugs hide (cramfs, dccp, ...).",
-    cis="1.1.1.1-1.1.1.8, 3.2.1-3.2.4",
+    "Unused file systems, network protocols and storage drivers cannot be loaded",
+    rationale="Rarely used kernel code is where exploitable bugs hide (cramfs, dccp, ...); "
+    "USB storage and FireWire let a plugged-in device in (FireWire with DMA to memory).",
+    cis="1.1.1.1-1.1.1.8, 1.1.23, 3.2.1-3.2.4",
     devsec="os-10",
 )
 def test_modules_disabled(state: HostState, expected: HardenSettings) -> None:
-    wanted = [*expected.kernel.disabled_filesystems, *expected.kernel.disabled_protocols]
+    wanted = [
+        *expected.kernel.disabled_filesystems,
+        *expected.kernel.disabled_protocols,
+        *expected.kernel.disabled_devices,
+    ]
     installs = {}  # module -> the command modprobe runs instead of loading it
     for line in state.lines("modprobe"):
         fields = line.split(maxsplit=2)

@@ -357,16 +357,3 @@ def test_syslog(state: HostState) -> None:
         return
     journal = state.stats.get("/var/log/journal")
     assert journal, "no syslog daemon, and /var/log/journal is missing: logs die at reboot"
-
-
-@control(
-    "package-auditd",
-    "auditd records security events (when declared)",
-    rationale="dev-sec asks for auditd; bulwark leaves it to hosts that declare it.",
-    devsec="package-08",
-)
-def test_auditd(state: HostState) -> None:
-    if "auditd" not in state.installed:
-        not_applicable("auditd is not part of bulwark's baseline (journald + sudo log instead)")
-    enabled, active = state.unit("auditd")
-    assert active == "active", f"auditd is installed but {active or enabled}"

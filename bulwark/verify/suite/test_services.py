@@ -178,6 +178,17 @@ def test_updates_unattended(state: HostState) -> None:
 
 
 @control(
+    "updates-restart-services",
+    "needrestart restarts the services an update left on old libraries",
+    rationale="A patched library protects nothing while the daemons that loaded it keep the "
+    "old copy in memory.",
+    cis="1.2.2.1",
+)
+def test_updates_restart_services(state: HostState) -> None:
+    assert "needrestart" in state.installed, "needrestart is not installed"
+
+
+@control(
     "updates-security-origin",
     "unattended-upgrades would install from the distro's security archive",
     rationale="Ubuntu-style origins on Debian match nothing: hosts silently go unpatched.",

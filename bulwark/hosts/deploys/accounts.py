@@ -1,0 +1,134 @@
+"""Accounts and the audit trail: password policy in login.defs, idle shells closed, auditd with
+its rules (locked until reboot), process accounting, sysstat collecting, weekly debsums. The
+packages come with the rest in the Packages area (`packages.optional`)."""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import deploy, operation
+from pyinfra.facts.files import FindInFile
+from pyinfra.facts.server import Arch
+from pyinfra.operations import files
+
+from bulwark.hosts.deploys.context import current
+from bulwark.hosts.facts import LoginDefs
+from bulwark.hosts.inventory import InventoryHost
+from bulwark.hosts.operations import ConfigFile, config_files, units_running
+from bulwark.hosts.templates import render
+
+TMOUT = "/etc/profile.d/bulwark-tmout.sh"
+AUDIT_RULES = "/etc/audit/rules.d/bulwark.rules"
+AUDIT_LOCK = "/etc/audit/rules.d/99-bulwark-immutable.rules"
+# Loading rules into a locked kernel fails; that is fine once they are the ones the file says
+# (they were loaded before the lock), and the file's new rules then apply at the next boot.
+AUDIT_LOAD = "augenrules --load || auditctl -s | grep -q '^enabled 2'"
+
+# The audited system calls per architecture: aarch64 has only the *at forms of the old calls.
+SYSCALLS = {
+    "b64-x86_64": {
+        "perm": "chmod,fchmod,fchmodat,chown,fchown,fchownat,lchown",
+        "access": "creat,open,openat,truncate,ftruncate",
+        "delete": "unlink,unlinkat,rename,renameat",
+    },
+    "b64-aarch64": {
+        "perm": "fchmod,fchmodat,fchown,fchownat",
+        "access": "openat,truncate,ftruncate",
+        "delete": "unlinkat,renameat2",
+    },
+}
+
+
+def audit_rules(machine: str) -> str:
+    """bulwark's rule file for a host of this `uname -m` (32-bit calls too on x86_64)."""
+    if machine in {"x86_64", "amd64"}:
+        calls = SYSCALLS["b64-x86_64"]
+        return render("audit/bulwark.rules.j2", arches=["b64", "b32"],
+                      syscalls={"b64": calls, "b32": calls})  # fmt: skip
+    return render("audit/bulwark.rules.j2", arches=["b64"],
+                  syscalls={"b64": SYSCALLS["b64-aarch64"]})  # fmt: skip
+
+
+@operation()
+def login_defs(values: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Set keys of /etc/login.defs: a key's line is replaced where it is set, added otherwise.
+
+    + values: key -> value
+    """
+    current_values = host.get_fact(LoginDefs)
+    for key, value in values.items():
+        if current_values.get(key) == value:
+            continue
+        line = shlex.quote(f"{key}\t\t{value}")
+        if key in current_values:
+            yield f"sed -i -E 's/^{key}[[:space:]].*$/'{line}'/' /etc/login.defs"
+        else:
+            yield f"echo {line} >> /etc/login.defs"
+    if all(current_values.get(k) == v for k, v in values.items()):
+        host.noop(f"login.defs sets {', '.join(values)}")
+
+
+@operation()
+def sysstat_collects():  # type: ignore[no-untyped-def]
+    """sysstat collects every 10 minutes: ENABLED="true" in its file (which its debconf
+    script reads first) and in debconf (which a package upgrade writes back)."""
+    if host.get_fact(FindInFile, path="/etc/default/sysstat", pattern='^ENABLED="true"'):
+        host.noop("sysstat collects")
+        return
+    yield (
+        "sed -i -E 's/^ENABLED=.*/ENABLED=\"true\"/' /etc/default/sysstat && "
+        "echo 'sysstat sysstat/enable boolean true' | debconf-set-selections"
+    )
+
+
+@deploy("Accounts and audit trail")
+def accounts(inventory_host: InventoryHost | None = None) -> None:
+    conf = (inventory_host or current()).settings
+    policy = conf.accounts
+    login_defs(
+        name="login.defs: password ages, hashing rounds, umask",
+        values={
+            "PASS_MAX_DAYS": str(policy.password_max_days),
+            "PASS_MIN_DAYS": str(policy.password_min_days),
+            "PASS_WARN_AGE": str(policy.password_warn_days),
+            "SHA_CRYPT_MIN_ROUNDS": str(policy.hash_rounds),
+            "SHA_CRYPT_MAX_ROUNDS": str(policy.hash_rounds),
+            "UMASK": conf.kernel.umask,
+        },
+    )
+    timeout = policy.shell_timeout
+    tmout = (
+        f"# Managed by bulwark: an idle interactive shell exits after {timeout} s.\n"
+        f"TMOUT={timeout}\nreadonly TMOUT\nexport TMOUT\n"
+    )
+    if timeout:
+        config_files(name=f"Idle shells exit after {timeout} s", files=[ConfigFile(TMOUT, tmout)])
+    else:
+        files.file(name="Idle shells stay open", path=TMOUT, present=False)
+    if conf.audit.package_checks:
+        files.line(
+            name="debsums checks installed files against their packages weekly",
+            path="/etc/default/debsums",
+            line=r"^CRON_CHECK=",
+            replace="CRON_CHECK=weekly",
+        )
+    if conf.audit.auditd:
+        rules = [ConfigFile(AUDIT_RULES, audit_rules(host.get_fact(Arch)), mode="640",
+                            then=AUDIT_LOAD)]  # fmt: skip
+        if conf.audit.immutable:
+            rules.append(ConfigFile(AUDIT_LOCK, render("audit/99-bulwark-immutable.rules.j2"),
+                                    mode="640", then=AUDIT_LOAD))  # fmt: skip
+        config_files(
+            name="auditd rules" + (", locked until reboot" if conf.audit.immutable else ""),
+            files=rules,
+        )
+        if not conf.audit.immutable:
+            files.file(name="audit rules not locked", path=AUDIT_LOCK, present=False)
+    units = (["auditd.service"] if conf.audit.auditd else []) + (
+        ["acct.service", "sysstat.service"] if conf.audit.accounting else []
+    )
+    if conf.audit.accounting:
+        sysstat_collects(name="sysstat collects activity every 10 minutes")
+    if units:
+        units_running(name=f"Audit trail: {', '.join(units)}", units=units)
