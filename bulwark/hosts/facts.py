@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 
 from pyinfra.api import FactBase
 
+from bulwark.hosts.commands import COMPILER_MODES
+
 OPENSSH_RE = re.compile(r"OpenSSH_(\d+)\.(\d+)")
 
 
@@ -212,6 +214,20 @@ class LoginDefs(FactBase[dict[str, str]]):
             key, *value = line.split(maxsplit=2)
             found[key] = value[0] if value else ""  # shadow reads them all: the last one wins
         return found
+
+
+class CompilerModes(FactBase[dict[str, str]]):
+    """The real file of each compiler on PATH -> its octal mode."""
+
+    def command(self) -> str:
+        return COMPILER_MODES
+
+    @staticmethod
+    def default() -> dict[str, str]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return {path: mode for mode, _, path in (line.partition(" ") for line in output) if path}
 
 
 # --------------------------------------------------------------------------- batched facts

@@ -354,6 +354,12 @@ class AccountsSettings(BaseModel):
         description="Seconds an interactive shell may sit idle before it exits (readonly TMOUT "
         "in /etc/profile.d): a forgotten root shell does not stay open. 0 for none.",
     )
+    restrict_compilers: bool = Field(
+        default=True,
+        description="Compilers and the assembler (as, cc, gcc, g++, clang) run for root only "
+        "(0750, kept across upgrades with dpkg-statoverride): an intruder without root cannot "
+        "build an exploit on the host. false where users compile (CI runners, builds).",
+    )
     pam_tmpdir: bool = Field(
         default=True,
         description="libpam-tmpdir: each login gets a private TMPDIR (/tmp/user/<uid>), so "

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
+from bulwark.hosts.commands import COMPILER_MODES
+
 MARK = "@@bulwark-verify "
 # Users whose effective sshd config is read: root, the deploy user, and one that does not exist
 # (Match blocks can differ per user; an unknown user must get the strictest answer too).
@@ -138,6 +140,7 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
             "2>/dev/null; true"
         ),
         "pacct": "ls /var/log/account/pacct 2>/dev/null; true",
+        "compilers": COMPILER_MODES,
         "stat": f"stat -c '%n %a %U %G %F' {stats} 2>/dev/null",
         "authkeys": (
             # Accounts with a login shell (listed in /etc/shells) and their key files.

@@ -67,7 +67,8 @@ OWN = {"fail2ban", "pooler", "probe"}
 # Kernel settings dev-sec's os_hardening role applies that no baseline control checks.
 OWN_SYSCTL = {"sysctl-kernel-pointers", "sysctl-bpf"}
 # What Lynis asks for beyond CIS and dev-sec (KRNL-6000's profile, ACCT-9622/9626, PKGS-7370/7394).
-LYNIS = {"sysctl-perf-events", "sysctl-tty-ldisc", "audit-accounting", "package-integrity-tools"}
+LYNIS = {"sysctl-perf-events", "sysctl-tty-ldisc", "audit-accounting", "package-integrity-tools",
+         "ssh-compression", "os-compilers-restricted"}  # fmt: skip
 
 
 def test_controls_have_stable_ids_and_say_why() -> None:

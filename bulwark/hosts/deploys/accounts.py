@@ -13,7 +13,7 @@ from pyinfra.facts.server import Arch
 from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
-from bulwark.hosts.facts import LoginDefs
+from bulwark.hosts.facts import CompilerModes, LoginDefs
 from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.operations import ConfigFile, config_files, units_running
 from bulwark.hosts.templates import render
@@ -82,6 +82,22 @@ def sysstat_collects():  # type: ignore[no-untyped-def]
     )
 
 
+@operation()
+def compilers_for_root():  # type: ignore[no-untyped-def]
+    """Compilers on the host run for root only: mode 0750 through dpkg-statoverride, so that a
+    package upgrade keeps it."""
+    modes = host.get_fact(CompilerModes)
+    open_to_all = sorted(path for path, mode in modes.items() if int(mode, 8) & 0o007)
+    for path in open_to_all:
+        quoted = shlex.quote(path)
+        yield (
+            f"dpkg-statoverride --remove {quoted} 2>/dev/null; "
+            f"dpkg-statoverride --update --add root root 0750 {quoted}"
+        )
+    if not open_to_all:
+        host.noop(f"{len(modes)} compilers run for root only" if modes else "no compilers")
+
+
 @deploy("Accounts and audit trail")
 def accounts(inventory_host: InventoryHost | None = None) -> None:
     conf = (inventory_host or current()).settings
@@ -106,6 +122,8 @@ def accounts(inventory_host: InventoryHost | None = None) -> None:
         config_files(name=f"Idle shells exit after {timeout} s", files=[ConfigFile(TMOUT, tmout)])
     else:
         files.file(name="Idle shells stay open", path=TMOUT, present=False)
+    if policy.restrict_compilers:
+        compilers_for_root(name="Compilers run for root only")
     if conf.audit.package_checks:
         files.line(
             name="debsums checks installed files against their packages weekly",

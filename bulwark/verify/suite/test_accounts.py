@@ -151,3 +151,18 @@ def test_package_checks(state: HostState, expected: HardenSettings) -> None:
     assert "/etc/default/debsums:CRON_CHECK=weekly" in state.lines("defaults"), (
         "debsums's cron check is not weekly (/etc/default/debsums CRON_CHECK)"
     )
+
+
+@control(
+    "os-compilers-restricted",
+    "Compilers and the assembler run for root only (when declared)",
+    rationale="An intruder without root cannot build a local exploit on the host itself.",
+)
+def test_compilers_restricted(state: HostState, expected: HardenSettings) -> None:
+    if not expected.accounts.restrict_compilers:
+        not_applicable("compilers are left open (bulwark.accounts.restrict_compilers: false)")
+    found = [line.partition(" ") for line in state.lines("compilers")]
+    if not found:
+        not_applicable("no compiler is installed")
+    open_to_all = [path for mode, _, path in found if int(mode, 8) & 0o007]
+    assert not open_to_all, f"others may run: {', '.join(open_to_all)}"

@@ -163,6 +163,15 @@ FIXED: list[tuple[pytest.MarkDecorator, dict[str, str]]] = [
     ),
     (
         control(
+            "ssh-compression",
+            "No compression",
+            rationale="It serves no shell, and compressed traffic has leaked secrets "
+            "(CRIME-style attacks); Lynis's SSH profile asks for it off.",
+        ),
+        {"compression": "no"},
+    ),
+    (
+        control(
             "ssh-login-messages",
             "No motd or last-login message from sshd",
             rationale="They tell an attacker about the host and its users.",
