@@ -223,7 +223,7 @@ def test_on_a_terminal_harden_previews_asks_and_shows_its_progress(
     vm: LabVM, operator: KeyPair, shell: Session
 ) -> None:
     # One setting drifts; harden on a real terminal (tmux) shows it, asks, and does as told.
-    shell.run("sed -i 's/^UMASK.*/UMASK 022/' /etc/login.defs", sudo=True)
+    shell.run("sed -i 's/^CRON_CHECK=.*/CRON_CHECK=never/' /etc/default/debsums", sudo=True)
     command = [str(Path(sys.executable).with_name("bulwark")), "harden",
                str(inventory(vm, operator)), "--diff"]  # fmt: skip
     with Terminal() as no:
@@ -231,13 +231,13 @@ def test_on_a_terminal_harden_previews_asks_and_shows_its_progress(
         screen = no.wait_for("Apply these changes to 1 host(s)? [y/N]")
         assert f"trust store: {vm.directory}" in screen
         assert "lab: 1 operation would change" in screen
-        assert "login.defs UMASK 027" in screen
-        assert "file: replace lines in /etc/login.defs" in screen
-        assert "- UMASK 022" in screen
+        assert "debsums checks installed files against their packages weekly" in screen
+        assert "file: replace lines in /etc/default/debsums" in screen
+        assert "- CRON_CHECK=never" in screen
         no.keys("n")
         assert no.exit_code() == 0
         assert "nothing was changed" in no.screen()
-    assert "UMASK 022" in shell.run("grep ^UMASK /etc/login.defs").stdout
+    assert "CRON_CHECK=never" in shell.run("grep ^CRON_CHECK /etc/default/debsums").stdout
 
     with Terminal() as yes:
         yes.start(command)
@@ -249,10 +249,10 @@ def test_on_a_terminal_harden_previews_asks_and_shows_its_progress(
         summary = yes.screen().split("[y/N]: y", 1)[1]
     assert "hardening · applying" not in summary, "the live view gives way to the summary"
     assert "lab: 1 operation changed" in summary
-    assert "+ login.defs UMASK 027" in summary
+    assert "+ debsums checks installed files" in summary
     assert "lockout guard: not needed" in summary
     assert re.search(r"run took \d+ s; log \S+harden-\S+\.log", summary)
-    assert "UMASK\t\t027" in shell.run("grep ^UMASK /etc/login.defs").stdout
+    assert "CRON_CHECK=weekly" in shell.run("grep ^CRON_CHECK /etc/default/debsums").stdout
 
 
 def test_allow_users_excluding_the_connecting_user_is_refused_first(
@@ -297,7 +297,7 @@ def test_invalid_sshd_settings_are_caught_and_the_old_config_stays(
     before = shell.run("sha1sum /etc/ssh/sshd_config.d/00-bulwark.conf", sudo=True).stdout
     shell.run(f"echo 'NoSuchOption yes' > {dropin}", sudo=True)
     try:
-        broken = harden(inventory(vm, operator, ssh={"banner": "Authorised use only"}))
+        broken = harden(inventory(vm, operator, ssh={"max_sessions": 4}))
         out = broken.stdout + broken.stderr
         assert broken.returncode != 0
         assert "sshd -t rejected the new config; the previous one is back" in out, out[-3000:]
@@ -309,7 +309,7 @@ def test_invalid_sshd_settings_are_caught_and_the_old_config_stays(
     with connect(
         vm.target, Login("deploy", key=operator), TrustStore(vm.directory).known_hosts
     ) as s:
-        assert "banner none" in s.run("sshd -T", sudo=True).stdout
+        assert "maxsessions 10" in s.run("sshd -T", sudo=True).stdout
 
 
 BLOCK_NEW_SSH = "iptables {} INPUT -p tcp --dport 22 -m conntrack --ctstate NEW -j DROP"
@@ -338,14 +338,19 @@ def _cut_off_after_the_sshd_change(inv: Path, shell: Session, live: str) -> None
             assert time.monotonic() < deadline
             time.sleep(0.2)
         shell.run(BLOCK_NEW_SSH.format("-I"), sudo=True)
-        # The confirming login comes after the reload: once the blocked rule has dropped a
-        # packet, sshd runs the new config and the controller is stuck trying to confirm it.
-        dropped = "iptables -L INPUT -v -n -x | awk '/dpt:22/ && /DROP/ {print $1}'"
-        while shell.run(dropped, sudo=True).stdout.strip() in ("", "0"):
-            assert run.poll() is None, "the run ended before its confirming login"
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
-        assert live in shell.run("sshd -T", sudo=True).stdout
+        try:
+            # The confirming login comes after the reload: once the blocked rule has dropped a
+            # packet, sshd runs the new config and the controller is stuck trying to confirm it.
+            dropped = "iptables -L INPUT -v -n -x | awk '/dpt:22/ && /DROP/ {print $1}'"
+            while shell.run(dropped, sudo=True).stdout.strip() in ("", "0"):
+                assert run.poll() is None, "the run ended before its confirming login"
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+            assert live in shell.run("sshd -T", sudo=True).stdout
+        except BaseException:
+            # Failed here: the block must not outlive this test and shut out the next ones.
+            shell.run(BLOCK_NEW_SSH.format("-D"), sudo=True, check=False)
+            raise
     finally:
         with contextlib.suppress(ProcessLookupError):  # already gone if an assertion fired
             os.killpg(run.pid, signal.SIGKILL)  # the controller vanishes mid-change
@@ -355,10 +360,10 @@ def _cut_off_after_the_sshd_change(inv: Path, shell: Session, live: str) -> None
 def test_connection_cut_mid_change_leaves_a_reachable_host(
     vm: LabVM, operator: KeyPair, shell: Session
 ) -> None:
-    inv = inventory(vm, operator, ssh={"banner": "Authorised use only", "revert_after": 60})
+    inv = inventory(vm, operator, ssh={"max_sessions": 4, "revert_after": 60})
     store = TrustStore(vm.directory)
     login = Login("deploy", key=operator)
-    _cut_off_after_the_sshd_change(inv, shell, "banner /etc/issue.net")
+    _cut_off_after_the_sshd_change(inv, shell, "maxsessions 4")
     try:
         # Nobody can confirm: the host restores its previous config and restarts sshd itself.
         deadline = time.monotonic() + 180
@@ -372,18 +377,18 @@ def test_connection_cut_mid_change_leaves_a_reachable_host(
     finally:
         shell.run(BLOCK_NEW_SSH.format("-D"), sudo=True)
     with connect(vm.target, login, store.known_hosts) as s:
-        assert "banner none" in s.run("sshd -T", sudo=True).stdout
+        assert "maxsessions 10" in s.run("sshd -T", sudo=True).stdout
     completed = harden(inv)
     assert completed.returncode == 0, completed.stdout[-3000:]
     with connect(vm.target, login, store.known_hosts) as s:
-        assert "banner /etc/issue.net" in s.run("sshd -T", sudo=True).stdout
+        assert "maxsessions 4" in s.run("sshd -T", sudo=True).stdout
 
 
 def test_a_rerun_inside_the_revert_window_confirms_the_change(
     vm: LabVM, operator: KeyPair, shell: Session
 ) -> None:
     # A long window: a slow re-run must not race the timer (and so hide a broken confirmation).
-    settings = {"banner": "Authorised use only", "max_auth_tries": 2, "revert_after": 600}
+    settings = {"max_auth_tries": 2, "revert_after": 600}
     inv = inventory(vm, operator, ssh=settings)
     _cut_off_after_the_sshd_change(inv, shell, "maxauthtries 2")
     shell.run(BLOCK_NEW_SSH.format("-D"), sudo=True)
