@@ -284,6 +284,13 @@ def stand_ins(directory: Path, programs: dict[str, str]) -> dict[str, str]:
 
 FAKE_DRY_RUN = """#!/bin/sh
 [ "$*" = "--dry-run -d" ] && [ "$PYTHONUNBUFFERED" = 1 ] || exit 64
+if [ -n "$LOCKED" ]; then  # another run holds the lock for the first $LOCKED attempts
+    n=$(($(cat "$LOCKED.n" 2>/dev/null || echo 0) + 1)); echo $n > "$LOCKED.n"
+    if [ $n -le "$(cat "$LOCKED")" ]; then
+        echo 'Lock could not be acquired (another package manager running?)'
+        echo 'Cache lock can not be acquired, exiting'; exit 1
+    fi
+fi
 echo 'Starting unattended upgrades script'
 if [ -n "$SPLIT" ]; then  # a buffer flush in the middle of the line
     printf 'Allowed origins are: %s' "${ORIGINS%%-security*}"; sleep 1
@@ -334,6 +341,33 @@ def test_dry_run_check_reads_the_allowed_origins_and_stops_the_dry_run(
         ["pgrep", "-f", f"{tmp_path}/unattended-upgrade"], check=False, capture_output=True
     )
     assert left.returncode == 1, "the dry run was left running"
+
+
+@pytest.mark.parametrize(
+    ("held", "tries", "passes"), [(2, 5, True), (4, 2, False)], ids=["waits", "gives-up"]
+)
+def test_dry_run_check_waits_while_another_unattended_upgrade_holds_the_lock(
+    tmp_path: Path, held: int, tries: int, passes: bool
+) -> None:
+    """A fresh host runs apt-daily-upgrade on its own: the dry run refuses while that holds
+    the lock, and the check tries again instead of failing the harden."""
+    env = stand_ins(tmp_path, {"unattended-upgrade": FAKE_DRY_RUN})
+    (tmp_path / "locked").write_text(str(held))
+    env |= {"ORIGINS": SECURITY, "STAY": "1", "SPLIT": "", "LOCKED": str(tmp_path / "locked")}
+    origin = security_origin("debian", "bookworm")
+    done = subprocess.run(
+        ["sh", "-c", dry_run_check(origin, pause=0.1, tries=tries)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode == 0) is passes, done.stderr
+    attempts = int((tmp_path / "locked.n").read_text())
+    assert attempts == (held + 1 if passes else tries + 1)
+    if not passes:
+        assert "Lock could not be acquired" in done.stderr
 
 
 FAKE_STATUS = """#!/bin/sh

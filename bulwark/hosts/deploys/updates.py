@@ -44,21 +44,27 @@ def security_origin(distro_id: str, codename: str) -> str:
 # package cache (most of a dry run's minute under emulation): the check stops it there, once a
 # line follows the origins line (so that line is whole; PYTHONUNBUFFERED, or its stdout to a
 # file would arrive in 8 KiB blocks, after the cache). SIGKILL, since unattended-upgrade only
-# notes a SIGTERM; a dry run has nothing to leave half done.
+# notes a SIGTERM; a dry run has nothing to leave half done. A dry run refuses to start while
+# another unattended-upgrade holds its lock (on a first harden, the apt-daily-upgrade run the
+# fresh host started on its own): the check waits that out, every `pause` s up to `tries` times.
 DRY_RUN_CHECK = (
-    'out=$(mktemp) && {{ PYTHONUNBUFFERED=1 unattended-upgrade --dry-run -d >"$out" 2>&1 & '
+    "out=$(mktemp) && {{ t=0; while :; do PYTHONUNBUFFERED=1 unattended-upgrade --dry-run -d "
+    '>"$out" 2>&1 & '
     "pid=$!; i=0; while [ $i -lt 900 ] && kill -0 $pid 2>/dev/null && ! sed -n "
     "'/Allowed origins are:/{{n;p;q;}}' \"$out\" | grep -q .; do sleep 0.2; i=$((i + 1)); done; "
     "kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; "
+    "grep -qiE 'lock (could|can) not be acquired' \"$out\" && [ $t -lt {tries} ] || break; "
+    "t=$((t + 1)); sleep {pause}; done; "
     "grep -F 'Allowed origins are:' \"$out\" | grep -qF '{origin}'; ok=$?; "
     '[ $ok = 0 ] || tail -n 5 "$out" >&2; rm -f "$out"; [ $ok = 0 ]; }} || '
     "{{ echo 'unattended-upgrade would not use {origin}' >&2; exit 1; }}"
 )
 
 
-def dry_run_check(origin: str) -> str:
-    """Shell that fails unless unattended-upgrade's dry run lists `origin` among the allowed."""
-    return DRY_RUN_CHECK.format(origin=origin)
+def dry_run_check(origin: str, pause: float = 5, tries: int = 180) -> str:
+    """Shell that fails unless unattended-upgrade's dry run lists `origin` among the allowed,
+    once no other unattended-upgrade holds the lock (waiting `pause` s, up to `tries` times)."""
+    return DRY_RUN_CHECK.format(origin=origin, pause=pause, tries=tries)
 
 
 @deploy("Security updates")
