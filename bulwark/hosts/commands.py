@@ -3,9 +3,27 @@ two read a host the same way. Plain strings: importing this loads nothing."""
 
 from __future__ import annotations
 
+# AIDE's database, and the transient unit in which harden builds the first one.
+AIDE_DB = "/var/lib/aide/aide.db"
+AIDE_INIT_UNIT = "bulwark-aide-init"
+
 COMPILERS = ("as", "cc", "gcc", "g++", "clang")
 # Each compiler on root's PATH, as its real file (the alternatives' target) and that file's mode.
 COMPILER_MODES = (
     f'for c in {" ".join(COMPILERS)}; do p=$(command -v "$c") && '
     'stat -c "%a %n" "$(readlink -f "$p")"; done; true'
 )
+
+# Programs that need no setuid/setgid bit on a server (dev-sec linux-baseline os-06): harden
+# drops the bits of those present, verify checks them.
+SUID_DENYLIST = frozenset(
+    {
+        "/usr/bin/rcp", "/usr/bin/rlogin", "/usr/bin/rsh", "/usr/libexec/openssh/ssh-keysign",
+        "/usr/lib/openssh/ssh-keysign", "/sbin/netreport", "/usr/sbin/usernetctl",
+        "/usr/sbin/userisdnctl", "/usr/sbin/pppd", "/usr/bin/lockfile", "/usr/bin/mail-lock",
+        "/usr/bin/mail-unlock", "/usr/bin/mail-touchlock", "/usr/bin/dotlockfile",
+        "/usr/bin/arping", "/usr/sbin/arping", "/usr/sbin/uuidd", "/usr/bin/mtr",
+        "/usr/lib/pt_chown", "/usr/lib/eject/dmcrypt-get-device", "/usr/lib/mc/cons.saver",
+        "/usr/lib/evolution/camel-lock-helper-1.2",
+    }
+)  # fmt: skip

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from pyinfra.api import FactBase
 
-from bulwark.hosts.commands import COMPILER_MODES
+from bulwark.hosts.commands import AIDE_DB, AIDE_INIT_UNIT, COMPILER_MODES
 
 OPENSSH_RE = re.compile(r"OpenSSH_(\d+)\.(\d+)")
 
@@ -214,6 +214,24 @@ class LoginDefs(FactBase[dict[str, str]]):
             key, *value = line.split(maxsplit=2)
             found[key] = value[0] if value else ""  # shadow reads them all: the last one wins
         return found
+
+
+class AideBaseline(FactBase[str]):
+    """AIDE's database: "built", "building" (bulwark's background build runs) or "none"."""
+
+    def command(self) -> str:
+        return (
+            f"if [ -e {AIDE_DB} ]; then echo built; "
+            f"elif systemctl is-active --quiet {AIDE_INIT_UNIT}; then echo building; "
+            "else echo none; fi"
+        )
+
+    @staticmethod
+    def default() -> str:
+        return "none"
+
+    def process(self, output: list[str]) -> str:
+        return output[0].strip() if output else "none"
 
 
 class CompilerModes(FactBase[dict[str, str]]):

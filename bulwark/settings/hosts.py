@@ -369,7 +369,8 @@ class AccountsSettings(BaseModel):
 
 
 class AuditSettings(BaseModel):
-    """The audit trail: auditd rules, process accounting, activity statistics, package checks."""
+    """The audit trail: auditd rules, process accounting, activity statistics, package checks,
+    a file integrity baseline and a rootkit scan."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
@@ -394,6 +395,19 @@ class AuditSettings(BaseModel):
         default=True,
         description="debsums (files of installed packages checked against their checksums) "
         "and apt-show-versions (packages behind their archive).",
+    )
+    file_integrity: bool = Field(
+        default=True,
+        description="AIDE: a baseline of the system's files (sha512), built once in the "
+        "background at idle priority, then checked daily (dailyaidecheck.timer; report in "
+        "/var/log/aide/). false on hosts whose files change by design or whose disk is too "
+        "slow to read whole once a day.",
+    )
+    rootkit_scan: bool = Field(
+        default=True,
+        description="chkrootkit scans daily for known rootkits and their traces "
+        "(chkrootkit.timer; report in /var/log/chkrootkit/). false where another malware "
+        "scanner runs.",
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from bulwark.hosts.commands import COMPILER_MODES
+from bulwark.hosts.commands import AIDE_DB, AIDE_INIT_UNIT, COMPILER_MODES, SUID_DENYLIST
 
 MARK = "@@bulwark-verify "
 # Users whose effective sshd config is read: root, the deploy user, and one that does not exist
@@ -47,23 +47,10 @@ print("ignoreip: " + " ".join(map(str, ask("get", "sshd", "ignoreip") or [])))
 """
 
 
-# Programs that need no setuid/setgid bit on a server (dev-sec linux-baseline os-06).
-SUID_DENYLIST = frozenset(
-    {
-        "/usr/bin/rcp", "/usr/bin/rlogin", "/usr/bin/rsh", "/usr/libexec/openssh/ssh-keysign",
-        "/usr/lib/openssh/ssh-keysign", "/sbin/netreport", "/usr/sbin/usernetctl",
-        "/usr/sbin/userisdnctl", "/usr/sbin/pppd", "/usr/bin/lockfile", "/usr/bin/mail-lock",
-        "/usr/bin/mail-unlock", "/usr/bin/mail-touchlock", "/usr/bin/dotlockfile",
-        "/usr/bin/arping", "/usr/sbin/arping", "/usr/sbin/uuidd", "/usr/bin/mtr",
-        "/usr/lib/pt_chown", "/usr/lib/eject/dmcrypt-get-device", "/usr/lib/mc/cons.saver",
-        "/usr/lib/evolution/camel-lock-helper-1.2",
-    }
-)  # fmt: skip
-
-
 UNITS = (
     "fail2ban ufw unattended-upgrades apt-daily.timer apt-daily-upgrade.timer systemd-timesyncd "
-    "chrony ntp ntpsec openntpd auditd acct sysstat pgbouncer postgresql"
+    "chrony ntp ntpsec openntpd auditd acct sysstat pgbouncer postgresql dailyaidecheck.timer "
+    f"{AIDE_INIT_UNIT} chkrootkit.timer"
 )
 # `systemctl show` prints one block per unit, in the order asked, blank-line separated.
 UNITS_AWK = """
@@ -140,6 +127,10 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
             "2>/dev/null; true"
         ),
         "pacct": "ls /var/log/account/pacct 2>/dev/null; true",
+        "aide": (
+            f"ls {AIDE_DB} 2>/dev/null; grep -E '^Checksums[[:space:]]*=' /etc/aide/aide.conf "
+            "2>/dev/null; true"
+        ),
         "compilers": COMPILER_MODES,
         "stat": f"stat -c '%n %a %U %G %F' {stats} 2>/dev/null",
         "authkeys": (

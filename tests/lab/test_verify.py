@@ -101,6 +101,8 @@ def test_a_fresh_vps_fails_what_it_should(vm: LabVM, tmp_path: Path) -> None:
         "audit-auditd",
         "audit-accounting",
         "package-integrity-tools",
+        "audit-file-integrity",
+        "audit-rootkit-scan",
     }
     controls = statuses(results)
     assert expected <= failing(results), sorted(expected - failing(results))

@@ -34,6 +34,7 @@ from bulwark.verify.state import (
     snapshot_parts,
     split_snapshot,
 )
+from bulwark.verify.suite import test_accounts as accounts
 from bulwark.verify.suite import test_kernel as kernel
 from bulwark.verify.suite import test_services as services
 from bulwark.verify.suite import test_ssh as ssh_controls
@@ -66,9 +67,10 @@ FAMILIES = {"ssh", "ufw", "fail2ban", "updates", "time", "sysctl", "kernel", "fs
 OWN = {"fail2ban", "pooler", "probe"}
 # Kernel settings dev-sec's os_hardening role applies that no baseline control checks.
 OWN_SYSCTL = {"sysctl-kernel-pointers", "sysctl-bpf"}
-# What Lynis asks for beyond CIS and dev-sec (KRNL-6000's profile, ACCT-9622/9626, PKGS-7370/7394).
+# What Lynis asks for beyond CIS and dev-sec (KRNL-6000's profile, ACCT-9622/9626, PKGS-7370/7394,
+# HRDN-7230's malware scanner).
 LYNIS = {"sysctl-perf-events", "sysctl-tty-ldisc", "audit-accounting", "package-integrity-tools",
-         "ssh-compression", "os-compilers-restricted"}  # fmt: skip
+         "ssh-compression", "os-compilers-restricted", "audit-rootkit-scan"}  # fmt: skip
 
 
 def test_controls_have_stable_ids_and_say_why() -> None:
@@ -469,3 +471,33 @@ def test_only_a_key_problem_fails_the_trust_control(
     else:
         assert text is not None
         assert re.search(says, text), text
+
+
+AIDE_PACKAGES = ["ii  aide", "ii  aide-common"]
+
+
+@pytest.mark.parametrize(
+    ("units", "aide", "failure"),
+    [
+        (["dailyaidecheck.timer enabled active", "bulwark-aide-init static inactive"],
+         ["/var/lib/aide/aide.db", "Checksums = sha512"], None),
+        (["dailyaidecheck.timer enabled active", "bulwark-aide-init static active"],
+         ["Checksums = sha512"], None),
+        (["dailyaidecheck.timer enabled active", "bulwark-aide-init absent"],
+         ["Checksums = sha512"], "is not building one"),
+        (["dailyaidecheck.timer enabled active"],
+         ["/var/lib/aide/aide.db", "Checksums = H"], "want sha512"),
+        (["dailyaidecheck.timer disabled inactive"],
+         ["/var/lib/aide/aide.db", "Checksums = sha512"], "dailyaidecheck.timer is disabled"),
+    ],
+    ids=["built", "building", "none", "weak-checksums", "no-daily-check"],
+)  # fmt: skip
+def test_the_file_integrity_control_accepts_a_baseline_being_built_and_nothing_less(
+    units: list[str], aide: list[str], failure: str | None
+) -> None:
+    state = _state({"units": units, "aide": aide, "packages": AIDE_PACKAGES})
+    if failure is None:
+        accounts.test_file_integrity(state, HardenSettings())
+    else:
+        with pytest.raises(AssertionError, match=failure):
+            accounts.test_file_integrity(state, HardenSettings())

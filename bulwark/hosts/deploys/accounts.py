@@ -1,6 +1,7 @@
 """Accounts and the audit trail: password policy in login.defs, idle shells closed, auditd with
-its rules (locked until reboot), process accounting, sysstat collecting, weekly debsums. The
-packages come with the rest in the Packages area (`packages.optional`)."""
+its rules (locked until reboot), process accounting, sysstat collecting, weekly debsums, an AIDE
+baseline checked daily, a daily chkrootkit scan. The packages come with the rest in the Packages
+area (`packages.optional`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pyinfra.facts.files import FindInFile
 from pyinfra.facts.server import Arch
 from pyinfra.operations import files
 
+from bulwark.hosts.commands import AIDE_DB, AIDE_INIT_UNIT
 from bulwark.hosts.deploys.context import current
-from bulwark.hosts.facts import CompilerModes, LoginDefs
+from bulwark.hosts.facts import AideBaseline, CompilerModes, LoginDefs
 from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.operations import ConfigFile, config_files, units_running
 from bulwark.hosts.templates import render
@@ -98,6 +100,30 @@ def compilers_for_root():  # type: ignore[no-untyped-def]
         host.noop(f"{len(modes)} compilers run for root only" if modes else "no compilers")
 
 
+# The first baseline reads every file on the host: minutes on a small VPS, far more than a harden
+# should wait. It runs in the background as the daily check does (user _aide, reading what root
+# can), at idle CPU and IO priority, and becomes the database once whole.
+AIDE_INIT = (
+    f"systemctl reset-failed {AIDE_INIT_UNIT} 2>/dev/null; "
+    f"systemd-run --unit={AIDE_INIT_UNIT} --description='bulwark: AIDE first baseline' "
+    "--nice=19 -p IOSchedulingClass=idle -p User=_aide -p Group=_aide "
+    "-p 'AmbientCapabilities=CAP_DAC_READ_SEARCH CAP_AUDIT_WRITE' /bin/sh -c "
+    + shlex.quote(f"aide --config=/etc/aide/aide.conf --init && mv {AIDE_DB}.new {AIDE_DB}")
+)
+
+
+@operation()
+def aide_baseline():  # type: ignore[no-untyped-def]
+    """AIDE has a database to check against: the first one is built in the background."""
+    state = host.get_fact(AideBaseline)
+    if state == "built":
+        host.noop("AIDE's baseline is built")
+    elif state == "building":
+        host.noop(f"AIDE's baseline is being built ({AIDE_INIT_UNIT}.service)")
+    else:
+        yield AIDE_INIT
+
+
 @deploy("Accounts and audit trail")
 def accounts(inventory_host: InventoryHost | None = None) -> None:
     conf = (inventory_host or current()).settings
@@ -143,8 +169,19 @@ def accounts(inventory_host: InventoryHost | None = None) -> None:
         )
         if not conf.audit.immutable:
             files.file(name="audit rules not locked", path=AUDIT_LOCK, present=False)
-    units = (["auditd.service"] if conf.audit.auditd else []) + (
-        ["acct.service", "sysstat.service"] if conf.audit.accounting else []
+    if conf.audit.file_integrity:
+        files.line(
+            name="AIDE checksums are sha512",
+            path="/etc/aide/aide.conf",
+            line=r"^Checksums[[:space:]]*=",
+            replace="Checksums = sha512",
+        )
+        aide_baseline(name="AIDE baseline (first one built in the background)")
+    units = (
+        (["auditd.service"] if conf.audit.auditd else [])
+        + (["acct.service", "sysstat.service"] if conf.audit.accounting else [])
+        + (["dailyaidecheck.timer"] if conf.audit.file_integrity else [])
+        + (["chkrootkit.timer"] if conf.audit.rootkit_scan else [])
     )
     if conf.audit.accounting:
         sysstat_collects(name="sysstat collects activity every 10 minutes")

@@ -12,6 +12,7 @@ from pyinfra.api import deploy, operation
 from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files
 
+from bulwark.hosts.commands import SUID_DENYLIST
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import Mount, TmpfsMounts
 from bulwark.hosts.inventory import InventoryHost
@@ -135,13 +136,14 @@ def kernel(inventory_host: InventoryHost | None = None) -> None:
     timesync = "chrony.service" if chrony else "systemd-timesyncd.service"
     units_running(name=f"Time sync: {timesync}", units=[timesync])
     permissions(
-        name="sshd_config and cron root's only; ssh-keysign not setuid (host-based auth is off)",
+        name="sshd_config and cron root's only; no setuid/setgid bit on programs a server "
+        "does not need (dev-sec's list: ssh-keysign, dotlockfile, arping, mtr...)",
         root_only={
             "/etc/ssh/sshd_config": "600",
             "/etc/crontab": "600",
             **{f"/etc/cron.{d}": "700" for d in ("hourly", "daily", "weekly", "monthly", "d")},
         },
-        no_setuid=["/usr/lib/openssh/ssh-keysign"],
+        no_setuid=sorted(SUID_DENYLIST),
     )
     sudoers_defaults(
         name="sudo: a pty for every command, and a log file",

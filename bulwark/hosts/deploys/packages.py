@@ -65,5 +65,8 @@ def optional() -> list[str]:
         "sysstat": conf.audit.accounting,
         "debsums": conf.audit.package_checks,
         "apt-show-versions": conf.audit.package_checks,
+        "aide": conf.audit.file_integrity,
+        "aide-common": conf.audit.file_integrity,  # the daily check and Debian's rules
+        "chkrootkit": conf.audit.rootkit_scan,
     }
     return [name for name, wanted in chosen.items() if wanted]

@@ -1,10 +1,11 @@
 """Accounts and the audit trail (bulwark.accounts, bulwark.audit): login banners, password
 policy, idle shells, PAM modules, auditd and its locked rules, process accounting, sysstat,
-package checks. Each control follows the host's declared settings: an opted-out setting is not
-applicable, not a pass."""
+package checks, the AIDE baseline, the rootkit scan. Each control follows the host's declared
+settings: an opted-out setting is not applicable, not a pass."""
 
 from __future__ import annotations
 
+from bulwark.hosts.commands import AIDE_DB, AIDE_INIT_UNIT
 from bulwark.settings.hosts import HardenSettings
 from bulwark.verify.controls import control, not_applicable
 from bulwark.verify.state import HostState
@@ -150,6 +151,49 @@ def test_package_checks(state: HostState, expected: HardenSettings) -> None:
     assert not missing, f"not installed: {', '.join(sorted(missing))}"
     assert "/etc/default/debsums:CRON_CHECK=weekly" in state.lines("defaults"), (
         "debsums's cron check is not weekly (/etc/default/debsums CRON_CHECK)"
+    )
+
+
+@control(
+    "audit-file-integrity",
+    "AIDE has a sha512 baseline of the system's files and checks it daily",
+    rationale="A replaced binary or a planted file shows up in the next day's AIDE report, "
+    "even where the intruder covered the logs.",
+    cis="6.1.1, 6.1.2",
+)
+def test_file_integrity(state: HostState, expected: HardenSettings) -> None:
+    if not expected.audit.file_integrity:
+        not_applicable("AIDE is opted out (bulwark.audit.file_integrity: false)")
+    missing = {"aide", "aide-common"} - state.installed
+    assert not missing, f"not installed: {', '.join(sorted(missing))}"
+    enabled, active = state.unit("dailyaidecheck.timer")
+    assert (enabled, active) == ("enabled", "active"), (
+        f"dailyaidecheck.timer is {enabled}, {active or 'not active'}"
+    )
+    lines = state.lines("aide")
+    checksums = [line for line in lines if line.startswith("Checksums")]
+    assert checksums and "sha512" in checksums[-1], (
+        f"/etc/aide/aide.conf: {checksums[-1] if checksums else 'no Checksums line'} (want sha512)"
+    )
+    # Right after a first harden the baseline is still being built: that counts.
+    _, building = state.unit(AIDE_INIT_UNIT)
+    assert AIDE_DB in lines or building == "active", (
+        f"no baseline: {AIDE_DB} is absent and {AIDE_INIT_UNIT}.service is not building one"
+    )
+
+
+@control(
+    "audit-rootkit-scan",
+    "chkrootkit scans for known rootkits daily",
+    rationale="Known rootkits leave known traces; a daily scan finds them before a person would.",
+)
+def test_rootkit_scan(state: HostState, expected: HardenSettings) -> None:
+    if not expected.audit.rootkit_scan:
+        not_applicable("chkrootkit is opted out (bulwark.audit.rootkit_scan: false)")
+    assert "chkrootkit" in state.installed, "chkrootkit is not installed"
+    enabled, active = state.unit("chkrootkit.timer")
+    assert (enabled, active) == ("enabled", "active"), (
+        f"chkrootkit.timer is {enabled}, {active or 'not active'}"
     )
 
 

@@ -8,9 +8,10 @@ from collections import Counter
 
 import pytest
 
+from bulwark.hosts.commands import SUID_DENYLIST
 from bulwark.settings.hosts import HardenSettings
 from bulwark.verify.controls import control, not_applicable
-from bulwark.verify.state import SUID_DENYLIST, HostState
+from bulwark.verify.state import HostState
 
 # path -> (mode, owner, group); None in a slot means "any".
 FILE_MODES: list[tuple[str, str, str, str | None, str, str]] = [
