@@ -48,6 +48,7 @@ SHARED_FILES = frozenset(
         "/etc/apt/apt.conf.d/50unattended-upgrades",
         "/etc/apt/apt.conf.d/20auto-upgrades",
         "/etc/sysctl.d/60-bulwark.conf",
+        "/etc/sysctl.d/99-protect-links.conf",
         "/etc/modprobe.d/bulwark-disabled.conf",
         "/etc/security/limits.d/bulwark-nocore.conf",
         "/etc/systemd/coredump.conf.d/bulwark.conf",

@@ -404,6 +404,30 @@ def test_a_rerun_inside_the_revert_window_confirms_the_change(
     assert "maxauthtries 2" in shell.run("sshd -T", sudo=True).stdout
 
 
+def test_aide_baseline_is_built_and_catches_a_planted_file(
+    shell: Session, hardened: object
+) -> None:
+    """The first harden started AIDE's baseline in the background (the tests since ran beside
+    it); once it is whole, a file planted in /etc is in AIDE's report."""
+    deadline = time.monotonic() + 1200
+    while shell.run("test -e /var/lib/aide/aide.db", sudo=True, check=False).exit_status:
+        unit = shell.run("systemctl show -p ActiveState -p Result bulwark-aide-init", sudo=True)
+        if "ActiveState=active" not in unit.stdout:
+            log = shell.run("journalctl -u bulwark-aide-init -n 20 --no-pager", sudo=True)
+            pytest.fail(f"no baseline and none being built:\n{unit.stdout}{log.stdout}")
+        assert time.monotonic() < deadline, "AIDE's baseline took over 20 minutes"
+        time.sleep(10)
+    planted = "/etc/bulwark-planted.conf"
+    shell.run(f"echo intruder > {planted}", sudo=True)
+    try:
+        check = shell.run("aide --config=/etc/aide/aide.conf --check --limit=/etc 2>&1",
+                          sudo=True, check=False, timeout=600)  # fmt: skip
+        assert check.exit_status != 0, check.stdout[-2000:]  # aide's exit code: changes found
+        assert planted in check.stdout, check.stdout[-2000:]
+    finally:
+        shell.run(f"rm -f {planted}", sudo=True, check=False)
+
+
 def test_port_change_keeps_the_host_reachable(vm: LabVM, operator: KeyPair) -> None:
     moved = harden(inventory(vm, operator, ssh={"port": 2222}))
     assert moved.returncode == 0, moved.stdout[-3000:]

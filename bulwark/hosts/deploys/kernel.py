@@ -104,6 +104,12 @@ def kernel(inventory_host: InventoryHost | None = None) -> None:
                 checked=True,
             ),
             ConfigFile(
+                "/etc/sysctl.d/99-protect-links.conf",
+                render("kernel/99-protect-links.conf.j2"),
+                then="sysctl -q --system",
+                checked=True,
+            ),
+            ConfigFile(
                 "/etc/modprobe.d/bulwark-disabled.conf",
                 render(
                     "kernel/bulwark-modules.conf.j2",

@@ -77,7 +77,7 @@ SYSCTL: list[tuple[str, str, str, dict[str, str]]] = [
      {"kernel.randomize_va_space": "2"}),
     ("sysctl-protected-links", "Links, FIFOs and regular files in sticky dirs protected",
      "sysctl-34",
-     {"fs.protected_fifos": "[12]", "fs.protected_hardlinks": "1",
+     {"fs.protected_fifos": "2", "fs.protected_hardlinks": "1",
       "fs.protected_regular": "2", "fs.protected_symlinks": "1"}),
     ("sysctl-kernel-pointers", "Kernel pointers and the kernel log hidden from users", "",
      {"kernel.kptr_restrict": "2", "kernel.dmesg_restrict": "1"}),
