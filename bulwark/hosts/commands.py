@@ -3,9 +3,10 @@ two read a host the same way. Plain strings: importing this loads nothing."""
 
 from __future__ import annotations
 
-# AIDE's database, and the transient unit in which harden builds the first one.
+# AIDE's database, the transient unit in which harden builds the first one, the daily check.
 AIDE_DB = "/var/lib/aide/aide.db"
 AIDE_INIT_UNIT = "bulwark-aide-init"
+AIDE_CHECK_TIMER = "bulwark-aide-check.timer"
 
 COMPILERS = ("as", "cc", "gcc", "g++", "clang")
 # Each compiler on root's PATH, as its real file (the alternatives' target) and that file's mode.

@@ -398,10 +398,10 @@ class AuditSettings(BaseModel):
     )
     file_integrity: bool = Field(
         default=True,
-        description="AIDE: a baseline of the system's files (sha512), built once in the "
-        "background at idle priority, then checked daily (dailyaidecheck.timer; report in "
-        "/var/log/aide/). false on hosts whose files change by design or whose disk is too "
-        "slow to read whole once a day.",
+        description="AIDE: a sha512 baseline of programs, libraries, kernels and configuration "
+        "(/boot /etc /usr /opt /root), built once in the background at idle priority, then "
+        "checked daily (bulwark-aide-check.timer; report in /var/log/aide/aide.log). false on "
+        "hosts whose files change by design.",
     )
     rootkit_scan: bool = Field(
         default=True,

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from bulwark.hosts.commands import AIDE_DB, AIDE_INIT_UNIT, COMPILER_MODES, SUID_DENYLIST
+from bulwark.hosts.commands import (
+    AIDE_CHECK_TIMER,
+    AIDE_DB,
+    AIDE_INIT_UNIT,
+    COMPILER_MODES,
+    SUID_DENYLIST,
+)
 
 MARK = "@@bulwark-verify "
 # Users whose effective sshd config is read: root, the deploy user, and one that does not exist
@@ -49,8 +55,8 @@ print("ignoreip: " + " ".join(map(str, ask("get", "sshd", "ignoreip") or [])))
 
 UNITS = (
     "fail2ban ufw unattended-upgrades apt-daily.timer apt-daily-upgrade.timer systemd-timesyncd "
-    "chrony ntp ntpsec openntpd auditd acct sysstat pgbouncer postgresql dailyaidecheck.timer "
-    f"{AIDE_INIT_UNIT} chkrootkit.timer"
+    "chrony ntp ntpsec openntpd auditd acct sysstat pgbouncer postgresql "
+    f"{AIDE_CHECK_TIMER} {AIDE_INIT_UNIT} chkrootkit.timer"
 )
 # `systemctl show` prints one block per unit, in the order asked, blank-line separated.
 UNITS_AWK = """

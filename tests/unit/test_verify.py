@@ -473,22 +473,22 @@ def test_only_a_key_problem_fails_the_trust_control(
         assert re.search(says, text), text
 
 
-AIDE_PACKAGES = ["ii  aide", "ii  aide-common"]
+AIDE_PACKAGES = ["ii  aide"]
 
 
 @pytest.mark.parametrize(
     ("units", "aide", "failure"),
     [
-        (["dailyaidecheck.timer enabled active", "bulwark-aide-init static inactive"],
+        (["bulwark-aide-check.timer enabled active", "bulwark-aide-init static inactive"],
          ["/var/lib/aide/aide.db", "Checksums = sha512"], None),
-        (["dailyaidecheck.timer enabled active", "bulwark-aide-init static active"],
+        (["bulwark-aide-check.timer enabled active", "bulwark-aide-init static active"],
          ["Checksums = sha512"], None),
-        (["dailyaidecheck.timer enabled active", "bulwark-aide-init absent"],
+        (["bulwark-aide-check.timer enabled active", "bulwark-aide-init absent"],
          ["Checksums = sha512"], "is not building one"),
-        (["dailyaidecheck.timer enabled active"],
+        (["bulwark-aide-check.timer enabled active"],
          ["/var/lib/aide/aide.db", "Checksums = H"], "want sha512"),
-        (["dailyaidecheck.timer disabled inactive"],
-         ["/var/lib/aide/aide.db", "Checksums = sha512"], "dailyaidecheck.timer is disabled"),
+        (["bulwark-aide-check.timer disabled inactive"],
+         ["/var/lib/aide/aide.db", "Checksums = sha512"], "bulwark-aide-check.timer is disabled"),
     ],
     ids=["built", "building", "none", "weak-checksums", "no-daily-check"],
 )  # fmt: skip

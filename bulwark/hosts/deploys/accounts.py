@@ -13,7 +13,7 @@ from pyinfra.facts.files import FindInFile
 from pyinfra.facts.server import Arch
 from pyinfra.operations import files
 
-from bulwark.hosts.commands import AIDE_DB, AIDE_INIT_UNIT
+from bulwark.hosts.commands import AIDE_CHECK_TIMER, AIDE_DB, AIDE_INIT_UNIT
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import AideBaseline, CompilerModes, LoginDefs
 from bulwark.hosts.inventory import InventoryHost
@@ -100,15 +100,16 @@ def compilers_for_root():  # type: ignore[no-untyped-def]
         host.noop(f"{len(modes)} compilers run for root only" if modes else "no compilers")
 
 
-# The first baseline reads every file on the host: minutes on a small VPS, far more than a harden
-# should wait. It runs in the background as the daily check does (user _aide, reading what root
-# can), at idle CPU and IO priority, and becomes the database once whole.
+# The first baseline reads every file it covers: minutes on a small VPS, far more than a harden
+# should wait. It runs in the background at idle CPU and IO priority, and becomes the database
+# once whole.
 AIDE_INIT = (
-    f"systemctl reset-failed {AIDE_INIT_UNIT} 2>/dev/null; "
+    "install -d -m 700 /var/lib/aide && install -d -m 750 /var/log/aide && "
+    f"{{ systemctl reset-failed {AIDE_INIT_UNIT} 2>/dev/null; "
     f"systemd-run --unit={AIDE_INIT_UNIT} --description='bulwark: AIDE first baseline' "
-    "--nice=19 -p IOSchedulingClass=idle -p User=_aide -p Group=_aide "
-    "-p 'AmbientCapabilities=CAP_DAC_READ_SEARCH CAP_AUDIT_WRITE' /bin/sh -c "
+    "--nice=19 -p IOSchedulingClass=idle /bin/sh -c "
     + shlex.quote(f"aide --config=/etc/aide/aide.conf --init && mv {AIDE_DB}.new {AIDE_DB}")
+    + "; }"
 )
 
 
@@ -170,17 +171,25 @@ def accounts(inventory_host: InventoryHost | None = None) -> None:
         if not conf.audit.immutable:
             files.file(name="audit rules not locked", path=AUDIT_LOCK, present=False)
     if conf.audit.file_integrity:
-        files.line(
-            name="AIDE checksums are sha512",
-            path="/etc/aide/aide.conf",
-            line=r"^Checksums[[:space:]]*=",
-            replace="Checksums = sha512",
+        config_files(
+            name="AIDE: bulwark's rules (sha512) and a daily check",
+            files=[
+                ConfigFile("/etc/aide/aide.conf", render("audit/aide.conf.j2"), mode="600"),
+                *(
+                    ConfigFile(
+                        f"/etc/systemd/system/{unit}",
+                        render(f"audit/{unit}.j2"),
+                        then="systemctl daemon-reload",
+                    )
+                    for unit in ("bulwark-aide-check.service", AIDE_CHECK_TIMER)
+                ),
+            ],
         )
         aide_baseline(name="AIDE baseline (first one built in the background)")
     units = (
         (["auditd.service"] if conf.audit.auditd else [])
         + (["acct.service", "sysstat.service"] if conf.audit.accounting else [])
-        + (["dailyaidecheck.timer"] if conf.audit.file_integrity else [])
+        + ([AIDE_CHECK_TIMER] if conf.audit.file_integrity else [])
         + (["chkrootkit.timer"] if conf.audit.rootkit_scan else [])
     )
     if conf.audit.accounting:
