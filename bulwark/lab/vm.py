@@ -292,7 +292,10 @@ def _launch(vm: LabVM, spec: VMSpec, image: Image, *, detach: bool, say: Progres
             "qemu-system-x86_64", "-name", f"bulwark-lab-{vm.name}", *accel_args,
             "-m", str(spec.memory_mb), "-smp", str(spec.cpus),
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-            "-append", "root=/dev/vda rw console=ttyS0",
+            # tsc=reliable: on a busy host the kernel's clocksource watchdog reads emulation
+            # delays as an unstable TSC and switches clocksource, which drops NTP sync (verify's
+            # time-sync then fails until timesyncd's next poll); a provider's VPS has kvm-clock.
+            "-append", "root=/dev/vda rw console=ttyS0 tsc=reliable",
             "-drive", f"file={directory / 'overlay.qcow2'},format=qcow2,if=virtio",
             # addr=0x3 names the NIC ens3, as the image's /etc/network/interfaces expects.
             "-netdev", f"user,id=n0,{hostfwd}", "-device", "virtio-net-pci,netdev=n0,addr=0x3",
