@@ -125,6 +125,13 @@ def aide_baseline():  # type: ignore[no-untyped-def]
         yield AIDE_INIT
 
 
+@deploy("File integrity baseline")
+def integrity_baseline() -> None:
+    """AIDE's first baseline, as the last step of a harden: it holds the host as the run left
+    it (the areas before it enable units, write files)."""
+    aide_baseline(name="AIDE baseline of the hardened host (built in the background)")
+
+
 @deploy("Accounts and audit trail")
 def accounts(inventory_host: InventoryHost | None = None) -> None:
     conf = (inventory_host or current()).settings
@@ -185,7 +192,6 @@ def accounts(inventory_host: InventoryHost | None = None) -> None:
                 ),
             ],
         )
-        aide_baseline(name="AIDE baseline (first one built in the background)")
     units = (
         (["auditd.service"] if conf.audit.auditd else [])
         + (["acct.service", "sysstat.service"] if conf.audit.accounting else [])

@@ -1,6 +1,6 @@
 """The whole baseline, in a lockout-safe order: packages, firewall (SSH allowed first), SSH
 (guarded), fail2ban, security updates, kernel and file system, accounts and the audit trail,
-and PgBouncer when declared.
+PgBouncer when declared, and last AIDE's first baseline of the hardened host.
 
     pyinfra hosts/prod.py bulwark.hosts.deploys.harden.harden
 """
@@ -12,7 +12,7 @@ from pyinfra.api import DeployError, OperationError, deploy, operation
 from pyinfra.operations import files
 
 from bulwark.errors import BulwarkError
-from bulwark.hosts.deploys.accounts import accounts
+from bulwark.hosts.deploys.accounts import accounts, integrity_baseline
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.deploys.fail2ban import fail2ban
 from bulwark.hosts.deploys.firewall import firewall
@@ -68,3 +68,5 @@ def harden() -> None:
     packages(_temp_dir=PYINFRA_TMP)
     for area in (firewall, ssh, fail2ban, updates, kernel, accounts, pgbouncer):
         area(inventory_host=inventory_host, _temp_dir=PYINFRA_TMP)
+    if inventory_host.settings.audit.file_integrity:
+        integrity_baseline(_temp_dir=PYINFRA_TMP)
