@@ -104,7 +104,7 @@ def compilers_for_root():  # type: ignore[no-untyped-def]
 # should wait. It runs in the background at idle CPU and IO priority, and becomes the database
 # once whole.
 AIDE_INIT = (
-    "install -d -m 700 /var/lib/aide && install -d -m 750 /var/log/aide && "
+    "install -d -m 700 /var/lib/aide && "
     f"{{ systemctl reset-failed {AIDE_INIT_UNIT} 2>/dev/null; "
     f"systemd-run --unit={AIDE_INIT_UNIT} --description='bulwark: AIDE first baseline' "
     "--nice=19 -p IOSchedulingClass=idle /bin/sh -c "

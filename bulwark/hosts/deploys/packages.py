@@ -66,7 +66,7 @@ def optional() -> list[str]:
         "debsums": conf.audit.package_checks,
         "apt-show-versions": conf.audit.package_checks,
         # The program alone: aide-common's install runs ucf on each of its 200 rule files
-        # (ten minutes on a small guest); bulwark's own rules and timer replace it.
+        # (minutes on a small host); bulwark's own rules and timer replace it.
         "aide": conf.audit.file_integrity,
         "chkrootkit": conf.audit.rootkit_scan,
     }
