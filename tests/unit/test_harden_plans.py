@@ -307,6 +307,20 @@ exit 0
 SECURITY = "origin=Debian,codename=bookworm-security,label=Debian-Security"
 
 
+def run_dry_run_check(
+    directory: Path, check: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run the check in sh with the stand-in unattended-upgrade first on PATH."""
+    return subprocess.run(
+        ["sh", "-c", check],
+        check=False,
+        env=stand_ins(directory, {"unattended-upgrade": FAKE_DRY_RUN}) | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     ("origins", "stay", "split", "passes"),
     [
@@ -323,17 +337,9 @@ def test_dry_run_check_reads_the_allowed_origins_and_stops_the_dry_run(
 ) -> None:
     """Run for real in sh against a stand-in unattended-upgrade that would go on for minutes:
     the check decides from the allowed-origins line and leaves no dry run behind."""
-    env = stand_ins(tmp_path, {"unattended-upgrade": FAKE_DRY_RUN})
-    env |= {"ORIGINS": origins, "STAY": stay, "SPLIT": split}
     origin = security_origin("debian", "bookworm")
-    done = subprocess.run(
-        ["sh", "-c", dry_run_check(origin)],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_dry_run_check(tmp_path, dry_run_check(origin),
+                             {"ORIGINS": origins, "STAY": stay, "SPLIT": split})  # fmt: skip
     assert (done.returncode == 0) is passes, done.stderr
     if not passes:
         assert f"unattended-upgrade would not use {origin}" in done.stderr
@@ -351,17 +357,12 @@ def test_dry_run_check_waits_while_another_unattended_upgrade_holds_the_lock(
 ) -> None:
     """A fresh host runs apt-daily-upgrade on its own: the dry run refuses while that holds
     the lock, and the check tries again instead of failing the harden."""
-    env = stand_ins(tmp_path, {"unattended-upgrade": FAKE_DRY_RUN})
     (tmp_path / "locked").write_text(str(held))
-    env |= {"ORIGINS": SECURITY, "STAY": "1", "SPLIT": "", "LOCKED": str(tmp_path / "locked")}
     origin = security_origin("debian", "bookworm")
-    done = subprocess.run(
-        ["sh", "-c", dry_run_check(origin, pause=0.1, tries=tries)],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = run_dry_run_check(
+        tmp_path,
+        dry_run_check(origin, pause=0.1, tries=tries),
+        {"ORIGINS": SECURITY, "STAY": "1", "SPLIT": "", "LOCKED": str(tmp_path / "locked")},
     )
     assert (done.returncode == 0) is passes, done.stderr
     attempts = int((tmp_path / "locked.n").read_text())
