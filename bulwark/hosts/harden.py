@@ -2,12 +2,15 @@
 
 Two passes, as `pulumi up` does: `preview` asks pyinfra for its plan (it connects and reads
 facts, changes nothing), `apply` runs the deploy. pyinfra's own output goes to a log file line by
-line, and each line is also handed to a callback that turns it into progress; the results come
-back as pyinfra's JSON (which operation changed, or failed, on which host), summed per area.
+line, each stamped with the seconds since the run began (so the log says where the time went:
+`bulwark.hosts.harden.timings`), and each line is also handed to a callback that turns it into
+progress; the results come back as pyinfra's JSON (which operation changed, or failed, on which
+host), summed per area.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -229,7 +232,7 @@ def run_harden(
             if on_line is not None:
                 on_line(line)
 
-        stdout = _follow(proc, sink, take)
+        stdout = _follow(proc, sink, take, started)
         code = proc.wait()
         sink.write(stdout)
     seconds = time.monotonic() - started
@@ -263,9 +266,13 @@ def _tail(lines: list[str], count: int = 15) -> str:
 
 
 def _follow(
-    proc: subprocess.Popen[str], sink: IO[str], on_line: Callable[[str], None] | None
+    proc: subprocess.Popen[str],
+    sink: IO[str],
+    on_line: Callable[[str], None] | None,
+    started: float,
 ) -> str:
-    """Copy pyinfra's stderr to the log as it comes (and to `on_line`); return its stdout."""
+    """Copy pyinfra's stderr to the log as it comes, each line stamped (and to `on_line`,
+    unstamped); return its stdout."""
     import threading  # noqa: PLC0415
 
     stdout, stderr = proc.stdout, proc.stderr
@@ -276,12 +283,32 @@ def _follow(
     reader.start()
     for raw in stderr:
         line = redact(raw.rstrip("\n"))
-        sink.write(line + "\n")
+        sink.write(f"{time.monotonic() - started:{STAMP_WIDTH}.1f} | {line}\n")
         sink.flush()
         if on_line is not None:
             on_line(line)
     reader.join()
     return "".join(chunks)
+
+
+STAMP_WIDTH = 7
+STAMPED = re.compile(r"^ *(\d+\.\d) \| (.*)$")
+
+
+def timings(log: str) -> list[tuple[str, float]]:
+    """Seconds per step of a run's log, in order: pyinfra's connect and prepare phases, then each
+    operation (from its start to the next one's, across all hosts), then the results."""
+    steps: list[tuple[str, float]] = []
+    for raw in log.splitlines():
+        match = STAMPED.match(raw)
+        if match is None:
+            continue
+        text = match.group(2).strip()
+        if text.startswith(STARTING):
+            steps.append((text.removeprefix(STARTING).strip(), float(match.group(1))))
+        elif text.startswith("-->"):
+            steps.append((text.removeprefix("-->").strip(" ."), float(match.group(1))))
+    return [(name, later - at) for (name, at), (_, later) in itertools.pairwise(steps)]
 
 
 def _payload(stdout: str) -> dict[str, Any] | None:

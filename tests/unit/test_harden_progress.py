@@ -4,11 +4,22 @@ lab VM's run in which one drifted setting, login.defs UMASK, was put back)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from bulwark.hosts.harden import FileDiffs, HardenRun, Tracker, outcomes, redact
+from bulwark.hosts.harden import (
+    FileDiffs,
+    HardenRun,
+    Tracker,
+    _follow,
+    outcomes,
+    redact,
+    timings,
+)
 from tests.schemas import check
 
 DATA = Path(__file__).parent / "data"
@@ -108,3 +119,42 @@ def test_a_secret_in_a_diff_never_reaches_the_log_or_the_screen(line: str) -> No
 @pytest.mark.parametrize("line", ["      + UMASK\t\t027", "    [web1] Success", "--> Results:"])
 def test_ordinary_lines_are_kept_as_they_are(line: str) -> None:
     assert redact(line) == line
+
+
+def test_the_log_stamps_each_line_and_says_where_the_time_went(tmp_path: Path) -> None:
+    # A stand-in for pyinfra that prints its phases and two operations, the first taking 0.4 s.
+    script = (
+        "import sys, time\n"
+        "say = lambda s: print(s, file=sys.stderr, flush=True)\n"
+        "say('--> Connecting to hosts...'); say('    [web1] Connected')\n"
+        "say('--> Beginning operation run...')\n"
+        "say('--> Starting operation: bulwark harden | Packages | Install what hardening needs ')\n"
+        "time.sleep(0.4); say('    [web1] Success')\n"
+        "say('--> Starting operation: bulwark harden | Firewall | UFW filters IPv6 as well ')\n"
+        "say('    [web1] No changes'); say('--> Results:')\n"
+        "print('{}')\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    seen: list[str] = []
+    log = tmp_path / "harden.log"
+    with log.open("w") as sink:
+        assert _follow(proc, sink, seen.append, time.monotonic()).strip() == "{}"
+    assert proc.wait() == 0
+    assert seen[1] == "    [web1] Connected"  # the progress gets pyinfra's lines unstamped
+    stamps = [float(line.split(" | ")[0]) for line in log.read_text().splitlines()]
+    assert len(stamps) == len(seen)
+    assert stamps == sorted(stamps)
+    steps = dict(timings(log.read_text()))
+    assert list(steps) == [
+        "Connecting to hosts",
+        "Beginning operation run",
+        "bulwark harden | Packages | Install what hardening needs",
+        "bulwark harden | Firewall | UFW filters IPv6 as well",
+    ]
+    assert steps["bulwark harden | Packages | Install what hardening needs"] >= 0.4
+
+
+def test_timings_skip_lines_without_a_stamp() -> None:
+    assert timings("$ python -m pyinfra inv.py deploy\n{}\n") == []
