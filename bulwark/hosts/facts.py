@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, replace
+from typing import Any
 
 from pyinfra.api import FactBase
 
@@ -575,3 +576,76 @@ class AptSources(FactBase[list[AptSource]]):
             elif current is not None:
                 files[current] += ("" if line == BLANK_MARK else line) + "\n"
         return parse_sources(files)
+
+
+# A fact asked for with its arguments: (fact class, sorted (name, value) pairs), lists as tuples
+# so that the key hashes.
+FactKey = tuple[type[FactBase[Any]], tuple[tuple[str, Any], ...]]
+AHEAD = "##bulwark-read-ahead "
+
+
+def fact_key(cls: type[FactBase[Any]], kwargs: dict[str, Any]) -> FactKey:
+    frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    return cls, tuple(sorted(frozen.items()))
+
+
+def _shell(fact: FactBase[Any], attribute: str, kwargs: dict[str, Any]) -> str | None:
+    """A fact's command (or required program) as shell text. Some of pyinfra's facts keep what
+    their command was given for their parser: parse with the same instance."""
+    found = getattr(fact, attribute)
+    value = found(**kwargs) if callable(found) else found
+    if value is None or isinstance(value, str):
+        return value
+    raw: str = value.get_raw_value()  # a pyinfra StringCommand
+    return raw
+
+
+class ReadAhead(FactBase[dict[int, list[str]]]):
+    """Many facts in one remote command: each fact's own command runs after a marker line
+    naming its place in `keys`, and its exit status follows its output. The value is each
+    fact's output lines by place, for the facts whose command succeeded (`read_ahead` parses
+    them); a fact whose command failed, or whose program is missing, is left out, so that
+    asking for it again goes to the host and fails or defaults as pyinfra's own read does."""
+
+    def command(self, keys: list[FactKey]) -> str:
+        parts = []
+        for n, (cls, items) in enumerate(keys):
+            fact, kwargs = cls(), dict(items)
+            command = _shell(fact, "command", kwargs)
+            needs = _shell(fact, "requires_command", kwargs)
+            if needs:
+                command = f"command -v {needs} >/dev/null 2>&1 && {{ {command}; }}"
+            # A subshell each: one fact's `cd` (pyinfra's LinuxDistribution) stays its own.
+            parts.append(f"echo '{AHEAD}{n}'; ( {command} ) 2>/dev/null; echo \"{AHEAD}$?\"")
+        return "; ".join(parts)
+
+    @staticmethod
+    def default() -> dict[int, list[str]]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        lines: list[str] = []
+        place: int | None = None
+        for line in output:
+            if not line.startswith(AHEAD):
+                lines.append(line)
+            elif place is None:
+                place, lines = int(line.removeprefix(AHEAD)), []
+            else:
+                if line.removeprefix(AHEAD).strip() == "0":
+                    found[place] = lines
+                place = None
+        return found
+
+
+def read_ahead(keys: list[FactKey], sections: dict[int, list[str]]) -> dict[FactKey, Any]:
+    """The facts' values from ReadAhead's sections, each parsed by its own class as pyinfra
+    would (no output: the fact's default)."""
+    values: dict[FactKey, Any] = {}
+    for place, lines in sections.items():
+        cls, items = keys[place]
+        fact = cls()
+        _shell(fact, "command", dict(items))
+        values[keys[place]] = fact.process(lines) if lines else fact.default()
+    return values

@@ -13,6 +13,7 @@ from ssh_audit.builtin_policies import BUILTIN_POLICIES  # type: ignore[import-u
 
 from bulwark.hosts.bootstrap import TrustStore
 from bulwark.hosts.keys import KeyPair
+from bulwark.hosts.operations import READ_AGAIN
 from bulwark.hosts.ssh import connect
 from bulwark.lab.inventory import host_data, write_inventory
 from bulwark.lab.vm import LabVM
@@ -44,6 +45,13 @@ def changed_ops(output: str) -> int:
         raise AssertionError(f"no JSON summary from bulwark harden:\n{output[-2000:]}") from None
     check("harden", summary)
     return int(summary["changed"])
+
+
+def read_alone(output: str) -> list[str]:
+    """The facts a `bulwark harden --json` run read on their own, not in harden's one read
+    ahead of the operations (its log's READ_AGAIN lines): none on a converged host."""
+    log = Path(json.loads(output)["log"]).read_text(encoding="utf-8")
+    return [line for line in log.splitlines() if READ_AGAIN in line]
 
 
 def ssh_audit(port: int, policy: str) -> subprocess.CompletedProcess[str]:

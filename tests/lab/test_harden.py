@@ -27,7 +27,7 @@ from bulwark.lab.pytest_plugin import Boot
 from bulwark.lab.vm import LabVM
 from bulwark.settings.hosts import DeployUser
 from tests.lab import helpers
-from tests.lab.helpers import changed_ops, harden, ssh_audit
+from tests.lab.helpers import changed_ops, harden, read_alone, ssh_audit
 from tests.terminal import Terminal
 
 DECLARED, UNDECLARED = 8081, 8082
@@ -208,6 +208,7 @@ def test_second_run_changes_nothing(
         assert again.returncode == 0, again.stdout[-3000:]
         assert changed_ops(again.stdout) == 0, again.stdout[-4000:]
         assert BANNED in shell.run("ufw status", sudo=True).stdout
+        assert read_alone(again.stdout) == []
     finally:
         shell.run(f"fail2ban-client set sshd unbanip {BANNED}; fail2ban-client set sshd bantime 40",
                   sudo=True, check=False)  # fmt: skip

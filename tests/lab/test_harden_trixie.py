@@ -22,7 +22,14 @@ from bulwark.lab.pytest_plugin import Boot
 from bulwark.lab.vm import LabVM
 from bulwark.settings.hosts import DeployUser
 from tests.lab import helpers
-from tests.lab.helpers import changed_ops, harden, inventory, policy_with_extra_kex, ssh_audit
+from tests.lab.helpers import (
+    changed_ops,
+    harden,
+    inventory,
+    policy_with_extra_kex,
+    read_alone,
+    ssh_audit,
+)
 
 # ssh-audit's probes (deliberately mismatched algorithms) look like a scanner to fail2ban; an
 # operator who audits from a known address lists it in ignoreip, as this lab does for qemu's
@@ -90,6 +97,7 @@ def test_trixie_second_run_changes_nothing(
     again = harden(inventory(vm, operator, settings(vm, app_password)))
     assert again.returncode == 0, again.stdout[-3000:]
     assert changed_ops(again.stdout) == 0, again.stdout[-4000:]
+    assert read_alone(again.stdout) == []
     dry = harden(inventory(vm, operator, settings(vm, app_password)), "--dry")
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert changed_ops(dry.stdout) == 0, dry.stdout

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bulwark.errors import ConfigError
+from bulwark.hosts import operations
 from bulwark.hosts.deploys import accounts
 from bulwark.hosts.facts import LoginDefs
 from bulwark.settings.hosts import LEGAL_BANNER, harden_settings
@@ -56,6 +57,7 @@ class DefsHost:
 def apply(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], DefsHost]:
     fake = DefsHost(path)
     monkeypatch.setattr(accounts, "host", fake)
+    monkeypatch.setattr(operations, "host", fake)  # `fact` asks through it
     commands = [str(c) for c in accounts.login_defs._inner(values=WANTED)]
     for command in commands:
         subprocess.run(["sh", "-c", command.replace("/etc/login.defs", str(path))], check=True)

@@ -70,6 +70,7 @@ def commands(
 ) -> tuple[list[str], FakeHost]:
     fake = FakeHost(output)
     monkeypatch.setattr(ssh, "host", fake)
+    monkeypatch.setattr(operations, "host", fake)  # `fact` asks through it
 
     def put(**kwargs: Any) -> Iterator[str]:
         yield f"upload {kwargs['dest']}"

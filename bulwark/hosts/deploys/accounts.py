@@ -17,12 +17,16 @@ from bulwark.hosts.commands import AIDE_CHECK_TIMER, AIDE_DB, AIDE_INIT_UNIT
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import AideBaseline, CompilerModes, LoginDefs
 from bulwark.hosts.inventory import InventoryHost
-from bulwark.hosts.operations import ConfigFile, config_files, units_running
+from bulwark.hosts.operations import ConfigFile, config_files, fact, line_set, units_running
 from bulwark.hosts.templates import render
 
 TMOUT = "/etc/profile.d/bulwark-tmout.sh"
 AUDIT_RULES = "/etc/audit/rules.d/bulwark.rules"
 AUDIT_LOCK = "/etc/audit/rules.d/99-bulwark-immutable.rules"
+DEBSUMS_DEFAULTS = "/etc/default/debsums"
+SYSSTAT_DEFAULTS = "/etc/default/sysstat"
+SYSSTAT_ENABLED = '^ENABLED="true"'
+
 # Loading rules into a locked kernel fails; that is fine once they are the ones the file says
 # (they were loaded before the lock), and the file's new rules then apply at the next boot.
 AUDIT_LOAD = "augenrules --load || auditctl -s | grep -q '^enabled 2'"
@@ -58,7 +62,7 @@ def login_defs(values: dict[str, str]):  # type: ignore[no-untyped-def]
 
     + values: key -> value
     """
-    current_values = host.get_fact(LoginDefs)
+    current_values = fact(LoginDefs)
     for key, value in values.items():
         if current_values.get(key) == value:
             continue
@@ -75,7 +79,7 @@ def login_defs(values: dict[str, str]):  # type: ignore[no-untyped-def]
 def sysstat_collects():  # type: ignore[no-untyped-def]
     """sysstat collects every 10 minutes: ENABLED="true" in its file (which its debconf
     script reads first) and in debconf (which a package upgrade writes back)."""
-    if host.get_fact(FindInFile, path="/etc/default/sysstat", pattern='^ENABLED="true"'):
+    if fact(FindInFile, path=SYSSTAT_DEFAULTS, pattern=SYSSTAT_ENABLED):
         host.noop("sysstat collects")
         return
     yield (
@@ -88,7 +92,7 @@ def sysstat_collects():  # type: ignore[no-untyped-def]
 def compilers_for_root():  # type: ignore[no-untyped-def]
     """Compilers on the host run for root only: mode 0750 through dpkg-statoverride, so that a
     package upgrade keeps it."""
-    modes = host.get_fact(CompilerModes)
+    modes = fact(CompilerModes)
     open_to_all = sorted(path for path, mode in modes.items() if int(mode, 8) & 0o007)
     for path in open_to_all:
         quoted = shlex.quote(path)
@@ -116,7 +120,7 @@ AIDE_INIT = (
 @operation()
 def aide_baseline():  # type: ignore[no-untyped-def]
     """AIDE has a database to check against: the first one is built in the background."""
-    state = host.get_fact(AideBaseline)
+    state = fact(AideBaseline)
     if state == "built":
         host.noop("AIDE's baseline is built")
     elif state == "building":
@@ -159,14 +163,14 @@ def accounts(inventory_host: InventoryHost | None = None) -> None:
     if policy.restrict_compilers:
         compilers_for_root(name="Compilers run for root only")
     if conf.audit.package_checks:
-        files.line(
+        line_set(
             name="debsums checks installed files against their packages weekly",
-            path="/etc/default/debsums",
-            line=r"^CRON_CHECK=",
-            replace="CRON_CHECK=weekly",
+            path=DEBSUMS_DEFAULTS,
+            pattern="^CRON_CHECK=",
+            line="CRON_CHECK=weekly",
         )
     if conf.audit.auditd:
-        rules = [ConfigFile(AUDIT_RULES, audit_rules(host.get_fact(Arch)), mode="640",
+        rules = [ConfigFile(AUDIT_RULES, audit_rules(fact(Arch)), mode="640",
                             then=AUDIT_LOAD)]  # fmt: skip
         if conf.audit.immutable:
             rules.append(ConfigFile(AUDIT_LOCK, render("audit/99-bulwark-immutable.rules.j2"),

@@ -14,6 +14,7 @@ from pyinfra.operations import files
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import Fail2banState
 from bulwark.hosts.inventory import InventoryHost
+from bulwark.hosts.operations import fact
 from bulwark.hosts.templates import render
 
 JAIL_LOCAL = "/etc/fail2ban/jail.local"
@@ -43,7 +44,7 @@ def jail_config(content: str, jails: list[str]):  # type: ignore[no-untyped-def]
     + content: the jail.local text
     + jails: jails that must be loaded
     """
-    state = host.get_fact(Fail2banState, jail_local=JAIL_LOCAL)
+    state = fact(Fail2banState, jail_local=JAIL_LOCAL)
     current = state.jail_sha1
     wanted = hashlib.sha1(content.encode(), usedforsecurity=False).hexdigest()
     loaded = state.jails

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 
 from pyinfra import host, logger
 from pyinfra.api import deploy, operation
-from pyinfra.operations import files
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import UfwStatus
 from bulwark.hosts.inventory import InventoryHost
-from bulwark.hosts.operations import program_exists
+from bulwark.hosts.operations import fact, line_set, program_exists
 from bulwark.settings.hosts import FirewallSettings, HardenSettings
+
+UFW_DEFAULTS = "/etc/default/ufw"
 
 
 def wanted_rules(
@@ -50,7 +51,7 @@ def ufw_rules(rules: list[str], logging: str):  # type: ignore[no-untyped-def]
     + rules: wanted rules in `ufw show added` form, e.g. "limit 22/tcp"
     + logging: ufw logging level
     """
-    state = host.get_fact(UfwStatus)
+    state = fact(UfwStatus)
     current = state.rules
     changed = False
     for rule in rules:
@@ -93,11 +94,11 @@ def firewall(inventory_host: InventoryHost | None = None) -> None:
             "%s: Docker is installed; ports it publishes bypass UFW: bind them to 127.0.0.1",
             host.name,
         )
-    files.line(
+    line_set(
         name="UFW filters IPv6 as well" if conf.firewall.ipv6 else "UFW leaves IPv6 alone",
-        path="/etc/default/ufw",
-        line="^IPV6=.*",
-        replace=f"IPV6={'yes' if conf.firewall.ipv6 else 'no'}",
+        path=UFW_DEFAULTS,
+        pattern="^IPV6=",
+        line=f"IPV6={'yes' if conf.firewall.ipv6 else 'no'}",
     )
     # While the port moves, both the port we are connected on and the new one stay open.
     ssh_ports = sorted({inventory_host.sshd_port, conf.ssh.port})

@@ -19,6 +19,7 @@ from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.operations import (
     ConfigFile,
     config_files,
+    fact,
     permissions,
     program_exists,
     units_running,
@@ -28,6 +29,11 @@ from bulwark.hosts.templates import render
 MOUNT_OPTIONS = ("nodev", "nosuid", "noexec")
 TMPFS_PATHS = ("/tmp", "/dev/shm")  # noqa: S108 - these are the mounts we harden
 SUDO_DEFAULTS = "/etc/sudoers.d/bulwark-defaults"
+ROOT_ONLY = {
+    "/etc/ssh/sshd_config": "600",
+    "/etc/crontab": "600",
+    **{f"/etc/cron.{d}": "700" for d in ("hourly", "daily", "weekly", "monthly", "d")},
+}
 
 
 def tmpfs_line(path: str, size: str) -> str:
@@ -41,7 +47,7 @@ def hardened_tmpfs(paths: list[str], size: str):  # type: ignore[no-untyped-def]
     + paths: /tmp, /dev/shm
     + size: tmpfs size (e.g. "25%")
     """
-    state = host.get_fact(TmpfsMounts, paths=paths)
+    state = fact(TmpfsMounts, paths=paths)
     done = []
     for path in paths:
         found = state.get(path, Mount())
@@ -70,7 +76,7 @@ def sudoers_defaults(content: str):  # type: ignore[no-untyped-def]
     """
     tmp = SUDO_DEFAULTS + ".bulwark-new"  # sudo ignores names with '.', so never live
     if (
-        host.get_fact(Sha1File, path=SUDO_DEFAULTS)
+        fact(Sha1File, path=SUDO_DEFAULTS)
         == hashlib.sha1(content.encode(), usedforsecurity=False).hexdigest()
     ):
         host.noop("sudo defaults are in place")
@@ -144,11 +150,7 @@ def kernel(inventory_host: InventoryHost | None = None) -> None:
     permissions(
         name="sshd_config and cron root's only; no setuid/setgid bit on programs a server "
         "does not need (dev-sec's list: ssh-keysign, dotlockfile, arping, mtr...)",
-        root_only={
-            "/etc/ssh/sshd_config": "600",
-            "/etc/crontab": "600",
-            **{f"/etc/cron.{d}": "700" for d in ("hourly", "daily", "weekly", "monthly", "d")},
-        },
+        root_only=ROOT_ONLY,
         no_setuid=sorted(SUID_DENYLIST),
     )
     sudoers_defaults(

@@ -32,7 +32,7 @@ from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import SshdState
 from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.keys import load_key
-from bulwark.hosts.operations import ConfigFile, config_files
+from bulwark.hosts.operations import ConfigFile, config_files, fact
 from bulwark.hosts.ssh import Login, connect
 from bulwark.hosts.sshcrypto import MIN_MODULUS_BITS, RSA_HOST_KEY_BITS, crypto_for
 from bulwark.hosts.templates import render
@@ -95,7 +95,7 @@ class SshPlan:
 
 
 def make_plan(conf: HardenSettings, inventory_host: InventoryHost) -> SshPlan:
-    state = host.get_fact(SshdState, dropin=DROPIN, revert_unit=REVERT_UNIT)
+    state = fact(SshdState, dropin=DROPIN, revert_unit=REVERT_UNIT)
     version = state.version
     if version is None:
         raise OperationError(f"{host.name}: OpenSSH not found (ssh -V)")

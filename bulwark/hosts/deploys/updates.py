@@ -11,7 +11,7 @@ from pyinfra.facts.server import LinuxDistribution
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.inventory import InventoryHost
-from bulwark.hosts.operations import ConfigFile, config_files, program_exists, units_running
+from bulwark.hosts.operations import ConfigFile, config_files, fact, program_exists, units_running
 from bulwark.hosts.templates import render
 
 CODENAME_RE = re.compile(r"[a-z][a-z0-9-]{1,30}")
@@ -19,7 +19,7 @@ CODENAME_RE = re.compile(r"[a-z][a-z0-9-]{1,30}")
 
 def distro() -> tuple[str, str]:
     """(id, codename) such as ("debian", "bookworm") or ("ubuntu", "noble")."""
-    info = host.get_fact(LinuxDistribution)
+    info = fact(LinuxDistribution)
     meta = info.get("release_meta") or {}
     distro_id = str(meta.get("ID", "")).lower()
     codename = str(meta.get("VERSION_CODENAME", ""))
