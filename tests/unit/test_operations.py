@@ -6,9 +6,11 @@ effective-config check is real shell, run against a fake sshd."""
 from __future__ import annotations
 
 import hashlib
+import shlex
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from bulwark.hosts import operations
 from bulwark.hosts.deploys import ssh
 from bulwark.hosts.facts import SECTION, FileStates
 from bulwark.hosts.inventory import InventoryHost, from_data
-from bulwark.hosts.operations import ConfigFile
+from bulwark.hosts.operations import UPLOAD_DIR, ConfigFile
 from bulwark.hosts.sshcrypto import crypto_for
 from bulwark.hosts.templates import render
 
@@ -203,7 +205,8 @@ def test_the_effective_config_must_show_the_drop_in(
 class FilesHost(FakeHost):
     """A host whose files are in the given states (FileStates answers for them)."""
 
-    state = object()
+    state = SimpleNamespace(config=SimpleNamespace(DIFF=False))
+    current_op_global_arguments: dict[str, Any] = {}  # noqa: RUF012 - as pyinfra's Host has it
 
     def __init__(self, states: Mapping[str, str | None]) -> None:
         super().__init__([])
@@ -215,9 +218,16 @@ class FilesHost(FakeHost):
 
 
 def config_commands(
-    monkeypatch: pytest.MonkeyPatch, states: Mapping[str, str | None], *files_: ConfigFile
+    monkeypatch: pytest.MonkeyPatch,
+    states: Mapping[str, str | None],
+    *files_: ConfigFile,
+    staged: bool = False,
+    diff: bool = False,
 ) -> list[str]:
-    monkeypatch.setattr(operations, "host", FilesHost(states))
+    fake = FilesHost(states)
+    fake.current_op_global_arguments = {"_temp_dir": UPLOAD_DIR} if staged else {}
+    fake.state = SimpleNamespace(config=SimpleNamespace(DIFF=diff))
+    monkeypatch.setattr(operations, "host", fake)
     monkeypatch.setattr(operations, "_read_once", {})
 
     def put(**kwargs: Any) -> Iterator[str]:
@@ -256,3 +266,34 @@ def test_an_action_after_a_file_runs_only_when_the_file_changes(
     assert config_commands(monkeypatch, {restart.dest: restart.state}, restart) == []
     changed = config_commands(monkeypatch, {restart.dest: None}, restart)
     assert changed == [f"upload {restart.dest}", "systemctl restart postgresql"]
+
+
+def test_within_a_harden_files_are_staged_then_installed_by_one_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    banner = ConfigFile("/etc/issue.net", "Authorized access only.\n")
+    sudo = ConfigFile("/etc/sudoers.d/bulwark defaults", "Defaults use_pty\n", mode="440")
+    cmds = config_commands(monkeypatch, {}, banner, sudo, staged=True)
+    uploads, install = cmds[:2], cmds[2]
+    assert len(cmds) == 3
+    staged = [c.removeprefix("FileUploadCommand(").split(", ")[-1].rstrip(")") for c in uploads]
+    assert all(path.startswith(f"{UPLOAD_DIR}/put-") for path in staged)
+    assert len(set(staged)) == 2
+    # As a shell reads it: each file installed with its mode and owner, then the staged copies
+    # removed whatever happened, and the install's status kept.
+    words = shlex.split(install)
+    assert words[:9] == ["install", "-D", "-m", "644", "-o", "root", "-g", "root", staged[0]]
+    assert words[9] == banner.dest
+    assert words[11:20] == ["install", "-D", "-m", "440", "-o", "root", "-g", "root", staged[1]]
+    assert words[10] == "&&"
+    assert words[20] == f"{sudo.dest};"  # one word, space and all (shlex keeps the `;`)
+    assert install.endswith(f"rm -f {staged[0]} {staged[1]}; exit $r")
+
+
+@pytest.mark.parametrize(("staged", "diff"), [(False, False), (True, True)])
+def test_outside_a_harden_or_for_a_diff_files_go_through_pyinfra(
+    monkeypatch: pytest.MonkeyPatch, staged: bool, diff: bool
+) -> None:
+    banner = ConfigFile("/etc/issue.net", "Authorized access only.\n")
+    cmds = config_commands(monkeypatch, {}, banner, staged=staged, diff=diff)
+    assert cmds == ["upload /etc/issue.net"]

@@ -48,10 +48,13 @@ def packages() -> None:
         codename=codename,
         manage=current().settings.updates.manage_sources,
     )
+    wanted = [*PACKAGES, *optional()]
     first_run_upgrade(
-        name="apt update and full upgrade (first run)", alongside=(rsa_key_in_background(),)
+        name="apt update, full upgrade and what hardening needs (first run)",
+        packages=wanted,
+        alongside=(rsa_key_in_background(),),
     )
-    packages_present(name="Install what hardening needs", packages=[*PACKAGES, *optional()])
+    packages_present(name="Install what hardening needs", packages=wanted)
 
 
 def optional() -> list[str]:
