@@ -128,12 +128,12 @@ def main() -> None:
     print(f"bash baseline:             {times['baseline']:7.1f} s")
     print(f"bulwark bootstrap+harden:  {times['bulwark']:7.1f} s")
     print(
-        f"ratio bulwark/baseline:    {times['bulwark'] / times['baseline']:7.2f}  (target <= 1.3)"
+        f"ratio bulwark/baseline:    {times['bulwark'] / times['baseline']:7.2f}  (target <= 1.0)"
     )
     print(f"idempotent re-run, cold:   {cold:7.1f} s  (no bytecode cache: see bench/bytecode.py)")
     print(
         f"idempotent re-run, warm:   {statistics.median(warm):7.1f} s  median of 3 "
-        f"({', '.join(f'{t:.1f}' for t in warm)})  (target < 15 s)"
+        f"({', '.join(f'{t:.1f}' for t in warm)})  (target <= 10 s)"
     )
 
     print(f"\nbootstrap (paramiko, root to deploy): {times['bootstrap']:7.1f} s")
