@@ -179,18 +179,23 @@ class ConfigFile:
 
 def put_secret(content: str, dest: str, *, mode: str, group: str = "root") -> Iterator[Any]:
     """Commands that put a file holding secrets (SCRAM verifiers, SQL that sets them) in place:
-    never printed by `--diff` (pyinfra's files.put shows whole files), uploaded into the deploy
-    user's private upload dir, then installed with its final owner and mode in one step."""
-    staged = f"{UPLOAD_DIR}/secret-{secrets.token_hex(8)}"
-    yield FileUploadCommand(
-        io.StringIO(content),
-        staged,
-        remote_temp_filename=host.get_temp_filename(staged, temp_directory=UPLOAD_DIR),
+    never printed by `--diff` (pyinfra's files.put shows whole files), always staged."""
+    yield from _staged([ConfigFile(dest, content, mode=mode, group=group)])
+
+
+def _staged(files: list[ConfigFile]) -> Iterator[Any]:
+    """Each file uploaded as the login user into its private upload directory (no sudo), then
+    all installed with their owner and mode by one sudo command, the staged copies removed
+    whatever happened: 1 + N round trips."""
+    staged = [f"{UPLOAD_DIR}/put-{secrets.token_hex(8)}" for _ in files]
+    for f, path in zip(files, staged, strict=True):
+        yield FileUploadCommand(io.StringIO(f.content), path, _sudo=False)
+    installs = " && ".join(
+        f"install -D -m {shlex.quote(f.mode)} -o {shlex.quote(f.user)} -g {shlex.quote(f.group)} "
+        f"{path} {shlex.quote(f.dest)}"
+        for f, path in zip(files, staged, strict=True)
     )
-    yield (
-        f"install -m {mode} -o root -g {group} {staged} {shlex.quote(dest)}; r=$?; "
-        f"rm -f {staged}; exit $r"
-    )
+    yield f"{installs}; r=$?; rm -f {' '.join(staged)}; exit $r"
 
 
 def stamp_for(files: list[ConfigFile], then: str) -> ConfigFile:
@@ -205,11 +210,10 @@ def stamp_for(files: list[ConfigFile], then: str) -> ConfigFile:
 
 
 def _put_files(files: list[ConfigFile]) -> Iterator[Any]:
-    """Commands that put `files` in place. Within a harden (its upload directory set as the
-    operation's temp dir): each is uploaded there as the login user, then all are installed
-    with their owner and mode by one sudo command: 1 + N round trips instead of pyinfra's
-    files.put's seven per file (three facts, upload, copy, chown, chmod). Otherwise, and for
-    --diff (which only files.put prints), files.put."""
+    """Commands that put `files` in place: staged within a harden (its upload directory set
+    as the operation's temp dir), 1 + N round trips instead of pyinfra's files.put's seven per
+    file (three facts, upload, copy, chown, chmod); otherwise, and for --diff (which only
+    files.put prints), files.put."""
     arguments: dict[str, Any] = dict(host.current_op_global_arguments or {})
     staging = arguments.get("_temp_dir")
     if staging != UPLOAD_DIR or host.state.config.DIFF:
@@ -223,14 +227,7 @@ def _put_files(files: list[ConfigFile]) -> Iterator[Any]:
                 create_remote_dir=True,
             )
         return
-    staged = [f"{UPLOAD_DIR}/put-{secrets.token_hex(8)}" for _ in files]
-    for f, path in zip(files, staged, strict=True):
-        yield FileUploadCommand(io.StringIO(f.content), path, _sudo=False)
-    installs = " && ".join(
-        f"install -D -m {f.mode} -o {f.user} -g {f.group} {path} {shlex.quote(f.dest)}"
-        for f, path in zip(files, staged, strict=True)
-    )
-    yield f"{installs}; r=$?; rm -f {' '.join(staged)}; exit $r"
+    yield from _staged(files)
 
 
 @operation()

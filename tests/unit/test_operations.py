@@ -297,3 +297,20 @@ def test_outside_a_harden_or_for_a_diff_files_go_through_pyinfra(
     banner = ConfigFile("/etc/issue.net", "Authorized access only.\n")
     cmds = config_commands(monkeypatch, {}, banner, staged=staged, diff=diff)
     assert cmds == ["upload /etc/issue.net"]
+
+
+def test_a_secret_is_always_staged_never_shown_by_files_put(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Even with --diff on, where config files go through files.put to show their differences.
+    fake = FilesHost({})
+    fake.state = SimpleNamespace(config=SimpleNamespace(DIFF=True))
+    monkeypatch.setattr(operations, "host", fake)
+    monkeypatch.setattr(files.put, "_inner", lambda **kwargs: iter(["files.put: shown in a diff"]))
+    secret = operations.put_secret("SCRAM-SHA-256$x", "/etc/u l", mode="640", group="postgres")
+    upload, install = [str(c) for c in secret]
+    assert upload.startswith("FileUploadCommand(<_io.StringIO object at 0x")
+    words = shlex.split(install)
+    assert words[:8] == ["install", "-D", "-m", "640", "-o", "root", "-g", "postgres"]
+    assert "'/etc/u l'" in install
+    assert "SCRAM" not in install
