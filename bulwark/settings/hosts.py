@@ -401,8 +401,7 @@ class AuditSettings(BaseModel):
         description="AIDE: a sha512 baseline of programs, libraries, kernels and configuration "
         "(/boot /etc /usr /opt /root), built once in the background at idle priority, then "
         "checked daily (bulwark-aide-check.timer; report: journalctl -u bulwark-aide-check). "
-        "false on "
-        "hosts whose files change by design.",
+        "false on hosts whose files change by design.",
     )
     rootkit_scan: bool = Field(
         default=True,
