@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from pyinfra.api import FactBase
 from pyinfra.facts.files import FindInFile, Sha1File
 from pyinfra.facts.server import LinuxDistribution
 
+from bulwark.hosts import operations
 from bulwark.hosts.facts import (
+    AHEAD,
+    CompilerModes,
     FactKey,
     FileStates,
     LoginDefs,
@@ -84,3 +89,53 @@ def test_keys_are_the_same_however_lists_are_given() -> None:
         FileStates, {"paths": ("/a", "/b")}
     )
     assert fact_key(FileStates, {"paths": ["/a"]}) != fact_key(FileStates, {"paths": ["/b"]})
+
+
+class Meta:
+    def __init__(self, complete: bool, executed: bool) -> None:
+        self.complete, self.executed = complete, executed
+
+    def is_complete(self) -> bool:
+        return self.complete
+
+
+class AheadHost:
+    """pyinfra's `host` as `operations.fact` sees it: its ops so far, and live reads counted."""
+
+    name = "web1"
+    print_prefix = "[web1] "
+
+    def __init__(self) -> None:
+        self.ops: dict[str, SimpleNamespace] = {}
+        self.state = SimpleNamespace(ops={self: self.ops})
+        self.live: list[str] = []
+
+    def get_fact(self, cls: type[Any], **kwargs: Any) -> Any:
+        if cls is ReadAhead:  # what the host prints for the one batched read
+            return ReadAhead().process([f"{AHEAD}0", "UMASK 022", f"{AHEAD}0"])
+        self.live.append(cls.__name__)
+        return {"UMASK": "027"}
+
+    def finished(self, executed: bool) -> None:
+        self.ops[str(len(self.ops))] = SimpleNamespace(operation_meta=Meta(True, executed))
+
+
+def test_the_read_ahead_answers_until_an_operation_changes_something(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = AheadHost()
+    monkeypatch.setattr(operations, "host", fake)
+    monkeypatch.setattr(operations, "_ahead", {})
+    operations.prefetch([fact_key(LoginDefs, {})])
+    assert operations.fact(LoginDefs) == {"UMASK": "022"}
+    fake.finished(executed=False)  # an operation with nothing to do
+    assert operations.fact(LoginDefs) == {"UMASK": "022"}
+    assert fake.live == []
+    # Not in the read-ahead: read from the host, and said in the log.
+    operations.fact(CompilerModes)
+    assert fake.live == ["CompilerModes"]
+    assert operations.READ_AGAIN + "CompilerModes" in caplog.text
+    # Once an operation ran a command, everything is read from the host again.
+    fake.finished(executed=True)
+    assert operations.fact(LoginDefs) == {"UMASK": "027"}
+    assert fake.live == ["CompilerModes", "LoginDefs"]
