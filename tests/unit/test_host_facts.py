@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import grp
+import hashlib
+import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -120,15 +124,32 @@ def test_fail2ban_jails() -> None:
     assert Fail2banJails().process(["not running"]) is None
 
 
-def test_file_states_by_path() -> None:
-    output = [
-        "/etc/apt/apt.conf.d/80bulwark 644:root:root:3f786850e387550fdab836ed7e6dc881de23001b",
-        "/etc/needrestart/conf.d/bulwark.conf -",
-    ]
-    assert FileStates().process(output) == {
-        "/etc/apt/apt.conf.d/80bulwark": "644:root:root:3f786850e387550fdab836ed7e6dc881de23001b",
-        "/etc/needrestart/conf.d/bulwark.conf": None,
+def test_file_states_read_through_sh_match_the_files(tmp_path: Path) -> None:
+    # The real command, through sh, on real files: one stat and one sha1sum for all of them.
+    conf = tmp_path / "80bulwark"
+    conf.write_text("a\n")
+    conf.chmod(0o640)
+    spaced = tmp_path / "with space.conf"
+    spaced.write_text("b\n")
+    spaced.chmod(0o644)
+    b_sha1 = hashlib.sha1(b"b\n", usedforsecurity=False).hexdigest()
+    paths = [str(conf), str(tmp_path / "absent"), str(spaced), str(tmp_path)]
+    done = subprocess.run(
+        ["sh", "-c", FileStates().command(paths)], capture_output=True, text=True, check=True
+    )
+    owner = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
+    assert FileStates().process(done.stdout.splitlines()) == {
+        str(conf): f"640:{owner}:3f786850e387550fdab836ed7e6dc881de23001b",
+        str(tmp_path / "absent"): None,
+        str(spaced): f"644:{owner}:{b_sha1}",
+        str(tmp_path): None,  # a directory is not a regular file
     }
+    assert FileStates().process(
+        subprocess.run(
+            ["sh", "-c", FileStates().command([str(tmp_path / "absent")])],
+            capture_output=True, text=True, check=True,
+        ).stdout.splitlines()
+    ) == {str(tmp_path / "absent"): None}  # fmt: skip
 
 
 def test_config_file_state_matches_what_the_fact_reports() -> None:
