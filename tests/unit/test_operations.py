@@ -55,6 +55,7 @@ class FakeHost:
     real fact classes."""
 
     name = "web1"
+    current_op_global_arguments: dict[str, Any] | None = None  # outside a harden: files.put
 
     def __init__(self, output: list[str]) -> None:
         self.output = output

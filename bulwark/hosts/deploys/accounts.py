@@ -63,16 +63,19 @@ def login_defs(values: dict[str, str]):  # type: ignore[no-untyped-def]
     + values: key -> value
     """
     current_values = fact(LoginDefs)
+    edits = []
     for key, value in values.items():
         if current_values.get(key) == value:
             continue
         line = shlex.quote(f"{key}\t\t{value}")
         if key in current_values:
-            yield f"sed -i -E 's/^{key}[[:space:]].*$/'{line}'/' /etc/login.defs"
+            edits.append(f"sed -i -E 's/^{key}[[:space:]].*$/'{line}'/' /etc/login.defs")
         else:
-            yield f"echo {line} >> /etc/login.defs"
-    if all(current_values.get(k) == v for k, v in values.items()):
+            edits.append(f"echo {line} >> /etc/login.defs")
+    if not edits:
         host.noop(f"login.defs sets {', '.join(values)}")
+        return
+    yield " && ".join(edits)  # one round trip for all
 
 
 @operation()

@@ -7,12 +7,13 @@ PgBouncer when declared, and last AIDE's first baseline of the hardened host.
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra import host
 from pyinfra.api import DeployError, OperationError, deploy, operation
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FindInFile, Sha1File
 from pyinfra.facts.server import Arch, LinuxDistribution
-from pyinfra.operations import files
 
 from bulwark.errors import BulwarkError
 from bulwark.hosts.commands import SUID_DENYLIST
@@ -50,6 +51,7 @@ from bulwark.hosts.operations import (
     SHARED_PROGRAMS,
     SHARED_UNITS,
     UPLOAD_DIR,
+    fact,
     prefetch,
 )
 
@@ -73,6 +75,21 @@ def own_login_survives(inventory_host: InventoryHost):  # type: ignore[no-untype
     yield from ()  # an operation is a generator of commands; this one only reads
 
 
+@operation()
+def upload_directory(path: str, user: str):  # type: ignore[no-untyped-def]
+    """The login user's private directory (0700) that files are uploaded to before sudo
+    installs them: one command where pyinfra's files.directory takes four.
+
+    + path: the directory
+    + user: the login user, its owner (group of the same name)
+    """
+    if fact(PathModes, paths=[path]).get(path) == f"700:{user}:{user}":
+        host.noop(f"{path} is {user}'s alone")
+        return
+    q, owner = shlex.quote(path), shlex.quote(f"{user}:{user}")
+    yield f"mkdir -p {q} && chown {owner} {q} && chmod 700 {q}"
+
+
 # Every fact the areas ask for on a converged host, exactly as they ask (class and arguments):
 # read in one remote command before the first operation, instead of one command each (a sudo
 # and a shell: 0.4 s on a small emulated host). A fact missing here is still read, separately.
@@ -90,6 +107,7 @@ READ_AHEAD: list[FactKey] = [
     fact_key(SshdState, {"dropin": DROPIN, "revert_unit": REVERT_UNIT}),
     fact_key(Fail2banState, {"jail_local": JAIL_LOCAL}),
     fact_key(TmpfsMounts, {"paths": list(TMPFS_PATHS)}),
+    fact_key(PathModes, {"paths": [UPLOAD_DIR]}),
     fact_key(PathModes, {"paths": [*ROOT_ONLY, *sorted(SUID_DENYLIST)]}),
     fact_key(Sha1File, {"path": SUDO_DEFAULTS}),
     fact_key(LoginDefs, {}),
@@ -111,13 +129,8 @@ def harden() -> None:
     own_login_survives(
         name="This run's own login survives the new settings", inventory_host=inventory_host
     )
-    files.directory(
-        name="bulwark state and upload directory",
-        path=PYINFRA_TMP,
-        user=inventory_host.user,
-        group=inventory_host.user,
-        mode="700",
-        _sudo=True,
+    upload_directory(
+        name="bulwark state and upload directory", path=PYINFRA_TMP, user=inventory_host.user
     )
     # Each area gets the host validated once, here; run alone (pyinfra ... deploys.ssh.ssh) an
     # area validates it itself.

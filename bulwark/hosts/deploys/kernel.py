@@ -5,12 +5,10 @@ the other login.defs keys, in the accounts area.)"""
 from __future__ import annotations
 
 import hashlib
-import io
 
 from pyinfra import host, logger
 from pyinfra.api import deploy, operation
 from pyinfra.facts.files import Sha1File
-from pyinfra.operations import files
 
 from bulwark.hosts.commands import SUID_DENYLIST
 from bulwark.hosts.deploys.context import current
@@ -20,8 +18,10 @@ from bulwark.hosts.operations import (
     ConfigFile,
     config_files,
     fact,
+    only_line,
     permissions,
     program_exists,
+    put_files,
     units_running,
 )
 from bulwark.hosts.templates import render
@@ -36,6 +36,10 @@ ROOT_ONLY = {
 }
 
 
+# An fstab entry (not a comment) for the mount point the key names.
+FSTAB_ENTRY = '$1 !~ /^#/ && $2 == ENVIRON["BULWARK_KEY"]'
+
+
 def tmpfs_line(path: str, size: str) -> str:
     return f"tmpfs {path} tmpfs rw,{','.join(MOUNT_OPTIONS)},mode=1777,size={size} 0 0"
 
@@ -48,24 +52,24 @@ def hardened_tmpfs(paths: list[str], size: str):  # type: ignore[no-untyped-def]
     + size: tmpfs size (e.g. "25%")
     """
     state = fact(TmpfsMounts, paths=paths)
-    done = []
+    todo = []
     for path in paths:
         found = state.get(path, Mount())
         line = tmpfs_line(path, size)
         if found.fstab != line:
-            yield from files.line._inner(path="/etc/fstab", line=rf"^\S+\s+{path}\s", replace=line)
+            todo.append(only_line("/etc/fstab", line, FSTAB_ENTRY, key=path))
         if found.type is None:
-            yield f"mount {path}"
+            todo.append(f"mount {path}")
         elif not set(MOUNT_OPTIONS) <= set(found.options):
             # A fresh tmpfs over a live /tmp would hide its files from running programs: remount.
             if found.type == "tmpfs":
-                yield f"mount -o remount,{','.join(MOUNT_OPTIONS)} {path}"
+                todo.append(f"mount -o remount,{','.join(MOUNT_OPTIONS)} {path}")
             else:
-                yield f"mount {path}"
-        elif found.fstab == line:
-            done.append(path)
-    if done == paths:
+                todo.append(f"mount {path}")
+    if not todo:
         host.noop(f"{' and '.join(paths)} are mounted {','.join(MOUNT_OPTIONS)}")
+        return
+    yield " && ".join(todo)  # one round trip for all
 
 
 @operation()
@@ -81,7 +85,7 @@ def sudoers_defaults(content: str):  # type: ignore[no-untyped-def]
     ):
         host.noop("sudo defaults are in place")
         return
-    yield from files.put._inner(src=io.StringIO(content), dest=tmp, mode="440")
+    yield from put_files([ConfigFile(tmp, content, mode="440")])
     yield f"visudo -cqf {tmp} && mv -f {tmp} {SUDO_DEFAULTS}"
 
 

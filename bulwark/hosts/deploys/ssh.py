@@ -16,7 +16,6 @@ sees it, keeps the backup it made (the last confirmed config), and confirms or r
 from __future__ import annotations
 
 import hashlib
-import io
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from functools import cache
 
 from pyinfra import host
 from pyinfra.api import OperationError, deploy, operation
-from pyinfra.operations import files, python
+from pyinfra.operations import python
 
 from bulwark.errors import BulwarkError
 from bulwark.hosts.bootstrap import proof_from
@@ -32,7 +31,7 @@ from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import SshdState
 from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.keys import load_key
-from bulwark.hosts.operations import ConfigFile, config_files, fact
+from bulwark.hosts.operations import ConfigFile, config_files, fact, put_files
 from bulwark.hosts.ssh import Login, connect
 from bulwark.hosts.sshcrypto import MIN_MODULUS_BITS, RSA_HOST_KEY_BITS, crypto_for
 from bulwark.hosts.templates import render
@@ -260,9 +259,7 @@ def guarded_sshd_change(inventory_host: InventoryHost):  # type: ignore[no-untyp
     if plan.filter_moduli:
         yield f"mv {STAGED_MODULI} /etc/ssh/moduli"
     if plan.dropin_changes:
-        yield from files.put._inner(
-            src=io.StringIO(plan.dropin), dest=DROPIN, user="root", group="root", mode="600"
-        )
+        yield from put_files([ConfigFile(DROPIN, plan.dropin, mode="600")])
     yield from _validate_and_reload(inventory_host, plan)
 
 

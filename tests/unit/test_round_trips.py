@@ -1,0 +1,184 @@
+"""Operations that do their work in one remote command: what they run, run through sh on real
+files (and stand-in programs), does what pyinfra's several commands did."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bulwark.hosts import operations
+from bulwark.hosts.deploys import fail2ban, kernel
+from bulwark.hosts.facts import SECTION, UnitStates
+
+FSTAB = """\
+# /etc/fstab: static file system information.
+# tmpfs /tmp tmpfs defaults 0 0
+UUID=1234 / ext4 errors=remount-ro 0 1
+tmpfs /tmp tmpfs defaults 0 0
+tmpfs /tmp tmpfs size=10% 0 0
+"""
+TMP_LINE = kernel.tmpfs_line("/tmp", "25%")
+
+
+def sh(command: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", "-c", command],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": os.environ["PATH"], **env},
+    )
+
+
+def fstab_edit(path: Path, line: str, mount_point: str) -> str:
+    command = operations.only_line("/etc/fstab", line, kernel.FSTAB_ENTRY, key=mount_point)
+    return command.replace("/etc/fstab", str(path))
+
+
+def test_an_fstab_entry_is_replaced_in_place_its_duplicates_dropped_comments_kept(
+    tmp_path: Path,
+) -> None:
+    fstab = tmp_path / "fstab"
+    fstab.write_text(FSTAB)
+    fstab.chmod(0o640)
+    done = sh(fstab_edit(fstab, TMP_LINE, "/tmp"))
+    assert done.returncode == 0, done.stderr
+    lines = fstab.read_text().splitlines()
+    assert lines == [
+        "# /etc/fstab: static file system information.",
+        "# tmpfs /tmp tmpfs defaults 0 0",
+        "UUID=1234 / ext4 errors=remount-ro 0 1",
+        TMP_LINE,
+    ]
+    assert stat.S_IMODE(fstab.stat().st_mode) == 0o640, "the file keeps its mode"
+    assert not (tmp_path / "fstab.bulwark-new").exists()
+    before = fstab.read_text()
+    assert sh(fstab_edit(fstab, TMP_LINE, "/tmp")).returncode == 0
+    assert fstab.read_text() == before, "a second run changes nothing"
+
+
+def test_an_fstab_entry_is_appended_when_there_is_none(tmp_path: Path) -> None:
+    fstab = tmp_path / "fstab"
+    fstab.write_text(FSTAB)
+    line = kernel.tmpfs_line("/dev/shm", "25%")
+    assert sh(fstab_edit(fstab, line, "/dev/shm")).returncode == 0
+    assert fstab.read_text() == FSTAB + line + "\n"
+
+
+def test_a_line_set_by_pattern_reads_the_line_and_shell_characters_stay_literal(
+    tmp_path: Path,
+) -> None:
+    conf = tmp_path / "ufw"
+    conf.write_text('IPV6=no\nDEFAULT_INPUT_POLICY="DROP"\nIPV6=no\n')
+    line = "IPV6=yes # $(touch pwned) `x` \\t 'q'"
+    done = sh(operations.only_line(str(conf), line, '$0 ~ ENVIRON["BULWARK_KEY"]', key="^IPV6="))
+    assert done.returncode == 0, done.stderr
+    assert conf.read_text() == f'{line}\nDEFAULT_INPUT_POLICY="DROP"\n'
+    assert not Path("pwned").exists()
+
+
+def test_a_line_on_a_missing_file_fails_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "absent"
+    done = sh(operations.only_line(str(missing), "A=1", '$0 ~ ENVIRON["BULWARK_KEY"]', key="^A="))
+    assert done.returncode != 0
+    assert list(tmp_path.iterdir()) == []
+
+
+class FakeHost:
+    name = "web1"
+    state = object()
+    current_op_global_arguments = None
+
+    def __init__(self, output: list[str]) -> None:
+        self.output = output
+        self.noops: list[str] = []
+
+    def get_fact(self, cls: type[Any], **kwargs: object) -> Any:
+        return cls().process(self.output)
+
+    def noop(self, message: str) -> None:
+        self.noops.append(message)
+
+
+def run_units(monkeypatch: pytest.MonkeyPatch, states: list[str], units: list[str]) -> list[str]:
+    monkeypatch.setattr(operations, "host", FakeHost(states))
+    operations._read_once.clear()
+    return list(operations.units_running._inner(units=units))
+
+
+def test_units_already_enabled_are_only_started_in_the_same_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What UnitStates prints on the first run: the packages enabled their units; bulwark's own
+    # timer is new; auditd already runs.
+    states = ["sysstat.service enabled inactive", "bulwark-aide-check.timer - inactive",
+              "auditd.service enabled active", "chkrootkit.timer static inactive"]  # fmt: skip
+    units = [line.split()[0] for line in states]
+    assert UnitStates().process(states)["chkrootkit.timer"] == (True, False)
+    assert run_units(monkeypatch, states, units) == [
+        "systemctl enable --now bulwark-aide-check.timer && "
+        "systemctl start sysstat.service chkrootkit.timer"
+    ]
+
+
+def test_units_enabled_and_active_need_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_units(monkeypatch, ["acct.service enabled active"], ["acct.service"]) == []
+
+
+def test_permissions_are_set_in_one_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    output = ["/etc/crontab 644:root:root", "/etc/cron.d 755:root:root", "/etc/issue -",
+              "/usr/bin/at 4755:root:root", "/etc/cron.daily 700:root:root"]  # fmt: skip
+    monkeypatch.setattr(operations, "host", FakeHost(output))
+    cmds = list(
+        operations.permissions._inner(
+            root_only={"/etc/crontab": "600", "/etc/cron.d": "700", "/etc/issue": "600",
+                       "/etc/cron.daily": "700"},
+            no_setuid=["/usr/bin/at"],
+        )
+    )  # fmt: skip
+    assert len(cmds) == 1
+    assert "chmod 600 /etc/crontab" in cmds[0]
+    assert "chmod 700 /etc/cron.d" in cmds[0]
+    assert "/etc/issue" not in cmds[0]
+    assert "cron.daily" not in cmds[0]
+    assert "dpkg-statoverride --update --force-statoverride-add --add root root 0755 " in cmds[0]
+
+
+@pytest.mark.parametrize(("enabled", "calls"), [
+    (True, ["is-enabled --quiet fail2ban", "restart fail2ban"]),
+    (False, ["is-enabled --quiet fail2ban", "enable --quiet fail2ban", "restart fail2ban"]),
+])  # fmt: skip
+def test_fail2ban_is_enabled_only_when_it_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, enabled: bool, calls: list[str]
+) -> None:
+    # `systemctl enable` reloads systemd and runs update-rc.d for fail2ban's init script: six
+    # seconds on a small host, for a unit its package enabled already.
+    log = tmp_path / "calls"
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(
+        f'#!/bin/sh\necho "$*" >> {log}\n'
+        f'[ "$1" = is-enabled ] && exit {0 if enabled else 1}\nexit 0\n'
+    )
+    systemctl.chmod(0o755)
+    # jail.local in place, fail2ban not running: the operation heals it (restart, check).
+    sha1 = hashlib.sha1(b"[sshd]\n", usedforsecurity=False).hexdigest()
+    fake = FakeHost([f"{SECTION}sha1", sha1, f"{SECTION}jails", "not running"])
+    monkeypatch.setattr(fail2ban, "host", fake)
+    monkeypatch.setattr(operations, "host", fake)
+    cmds = list(fail2ban.jail_config._inner(content="[sshd]\n", jails=["sshd"]))
+    restart = next(str(c) for c in cmds if "restart fail2ban" in str(c))
+    done = subprocess.run(
+        ["sh", "-c", restart],
+        env={"PATH": f"{tmp_path}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == calls
