@@ -270,7 +270,7 @@ def config_files(files: list[ConfigFile]):  # type: ignore[no-untyped-def]
 
 @operation()
 def first_run_upgrade(  # type: ignore[no-untyped-def]
-    packages: list[str], alongside: tuple[str, ...] = ()
+    packages: list[str], alongside: tuple[str, ...] = (), preseed: tuple[str, ...] = ()
 ):
     """On a host bulwark has not upgraded yet: refresh the apt lists, upgrade everything and
     install `packages` (without recommends), in one apt transaction: one dependency solve, one
@@ -280,6 +280,8 @@ def first_run_upgrade(  # type: ignore[no-untyped-def]
     + packages: Debian package names
     + alongside: commands that start slow work in the background first (first run only), to
       use the CPU apt leaves idle while it downloads
+    + preseed: debconf answers the packages' scripts read at install (debconf-set-selections
+      lines), so they configure once as wanted instead of being undone afterwards
     """
     done_at = fact(FirstUpgrade)
     if done_at:
@@ -289,26 +291,38 @@ def first_run_upgrade(  # type: ignore[no-untyped-def]
     # apt's periodic hook writes this stamp, `apt-get update` does not: touch it ourselves.
     names = " ".join(shlex.quote(p) for p in packages)
     yield (
-        f"apt-get update && touch {APT_LISTS_STAMP} && "
+        f"{_preseeding(preseed)}apt-get update && touch {APT_LISTS_STAMP} && "
         f"{noninteractive_apt('dist-upgrade --no-install-recommends')} {names} && "
         f"install -d -m 711 {shlex.quote(UPGRADED_STAMP.rsplit('/', 1)[0])} && "
         f"touch {UPGRADED_STAMP}"
     )
 
 
+def _preseeding(lines: tuple[str, ...]) -> str:
+    if not lines:
+        return ""
+    answers = " ".join(shlex.quote(line) for line in lines)
+    return f"printf '%s\\n' {answers} | debconf-set-selections && "
+
+
 @operation()
-def packages_present(packages: list[str], cache_time: int = 3600):  # type: ignore[no-untyped-def]
+def packages_present(  # type: ignore[no-untyped-def]
+    packages: list[str], cache_time: int = 3600, preseed: tuple[str, ...] = ()
+):
     """Install missing packages (without recommends), refreshing apt lists older than
     `cache_time` first - only when something is missing, so a converged host is never touched.
 
     + packages: Debian package names
     + cache_time: seconds the apt lists count as fresh
+    + preseed: debconf answers for the packages' scripts, as in first_run_upgrade
     """
     installed = fact(DebPackages)
     missing = [p for p in packages if p not in installed]
     if not missing:
         host.noop(f"{len(packages)} packages are installed")
         return
+    if preseed:
+        yield _preseeding(preseed).removesuffix(" && ")
     yield from apt.update._inner(cache_time=cache_time)
     yield from apt.packages._inner(packages=missing, no_recommends=True)
 

@@ -182,3 +182,34 @@ def test_fail2ban_is_enabled_only_when_it_is_not(
     )
     assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines() == calls
+
+
+def test_debconf_answers_reach_debconf_before_apt_installs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # sysstat answered "collect" before its install: its script then leaves its units enabled
+    # instead of disabling them for bulwark to enable again.
+    monkeypatch.setattr(operations, "host", FakeHost([]))  # never upgraded: no stamp
+    (command,) = [
+        str(c)
+        for c in operations.first_run_upgrade._inner(
+            packages=["sysstat"], preseed=("sysstat sysstat/enable boolean true",)
+        )
+    ]
+    log = tmp_path / "calls"
+    for program in ("debconf-set-selections", "apt-get", "touch", "install"):
+        stub = tmp_path / program
+        stub.write_text(f'#!/bin/sh\necho "{program} $*" >> {log}\n')
+        stub.chmod(0o755)
+    (tmp_path / "debconf-set-selections").write_text(f"#!/bin/sh\ncat >> {log}\n")
+    done = subprocess.run(
+        ["sh", "-c", command],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0] == "sysstat sysstat/enable boolean true"
+    assert calls[1] == "apt-get update"

@@ -49,12 +49,24 @@ def packages() -> None:
         manage=current().settings.updates.manage_sources,
     )
     wanted = [*PACKAGES, *optional()]
+    answers = preseed()
     first_run_upgrade(
         name="apt update, full upgrade and what hardening needs (first run)",
         packages=wanted,
         alongside=(rsa_key_in_background(),),
+        preseed=answers,
     )
-    packages_present(name="Install what hardening needs", packages=wanted)
+    packages_present(name="Install what hardening needs", packages=wanted, preseed=answers)
+
+
+def preseed() -> tuple[str, ...]:
+    """debconf answers given before the install. sysstat's own default is not to collect: its
+    install would disable its three units (each `disable` reloads systemd) for bulwark to
+    enable them again (an init script too: update-rc.d, more reloads), 10 s or more on a small
+    host; answered first, it installs collecting."""
+    if current().settings.audit.accounting:
+        return ("sysstat sysstat/enable boolean true",)
+    return ()
 
 
 def optional() -> list[str]:
