@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bulwark.hosts import operations
-from bulwark.hosts.deploys import fail2ban, kernel
+from bulwark.hosts.deploys import fail2ban, harden, kernel
 from bulwark.hosts.facts import SECTION, UnitStates
 
 FSTAB = """\
@@ -213,3 +213,21 @@ def test_debconf_answers_reach_debconf_before_apt_installs(
     calls = log.read_text().splitlines()
     assert calls[0] == "sysstat sysstat/enable boolean true"
     assert calls[1] == "apt-get update"
+
+
+@pytest.mark.parametrize(("state", "wanted"), [
+    ("700:deploy:deploy", []),
+    ("755:root:root", ["mkdir -p /var/lib/bulwark/tmp && chown deploy:deploy /var/lib/bulwark/tmp"
+                       " && chmod 700 /var/lib/bulwark/tmp"]),
+    ("-", ["mkdir -p /var/lib/bulwark/tmp && chown deploy:deploy /var/lib/bulwark/tmp"
+           " && chmod 700 /var/lib/bulwark/tmp"]),
+])  # fmt: skip
+def test_the_upload_directory_is_made_private_in_one_command(
+    monkeypatch: pytest.MonkeyPatch, state: str, wanted: list[str]
+) -> None:
+    fake = FakeHost([f"{operations.UPLOAD_DIR} {state}"])
+    monkeypatch.setattr(harden, "host", fake)
+    monkeypatch.setattr(operations, "host", fake)
+    cmds = list(harden.upload_directory._inner(path=operations.UPLOAD_DIR, user="deploy"))
+    assert cmds == wanted
+    assert fake.noops == ([] if wanted else ["/var/lib/bulwark/tmp is deploy's alone"])
