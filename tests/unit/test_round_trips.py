@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bulwark.hosts import operations
-from bulwark.hosts.deploys import fail2ban, harden, kernel
+from bulwark.hosts.deploys import fail2ban, firewall, harden, kernel
 from bulwark.hosts.facts import SECTION, UnitStates
 
 FSTAB = """\
@@ -231,3 +231,32 @@ def test_the_upload_directory_is_made_private_in_one_command(
     cmds = list(harden.upload_directory._inner(path=operations.UPLOAD_DIR, user="deploy"))
     assert cmds == wanted
     assert fake.noops == ([] if wanted else ["/var/lib/bulwark/tmp is deploy's alone"])
+
+
+FRESH_UFW = ['ENABLED=no', 'LOGLEVEL=low', 'DEFAULT_INPUT_POLICY="DROP"',
+             'DEFAULT_OUTPUT_POLICY="ACCEPT"', "--added--", "ufw allow 8080/tcp",
+             "ufw allow 22/tcp comment 'by Fail2Ban after 5 attempts against sshd'"]  # fmt: skip
+
+
+def test_ufw_allows_ssh_before_it_enables_in_one_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fresh host: an undeclared rule, a fail2ban ban (kept), inactive. The SSH rule comes
+    # first and `&&` keeps a failed rule from reaching the enable: the classic lockout.
+    fake = FakeHost(FRESH_UFW)
+    monkeypatch.setattr(firewall, "host", fake)
+    monkeypatch.setattr(operations, "host", fake)
+    rules = ["limit 22/tcp", "allow from 10.0.0.0/8 to any port 6432 proto tcp"]
+    (command,) = firewall.ufw_rules._inner(rules=rules, logging="low")
+    assert command.split(" && ") == [
+        "ufw limit 22/tcp",
+        "ufw allow from 10.0.0.0/8 to any port 6432 proto tcp",
+        "ufw delete allow 8080/tcp",
+        "ufw --force enable",
+    ]
+
+
+def test_ufw_as_declared_needs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeHost(["ENABLED=yes", "LOADED=yes", *FRESH_UFW[1:5], "ufw limit 22/tcp"])
+    monkeypatch.setattr(firewall, "host", fake)
+    monkeypatch.setattr(operations, "host", fake)
+    assert list(firewall.ufw_rules._inner(rules=["limit 22/tcp"], logging="low")) == []
+    assert fake.noops == ["ufw is active with exactly 1 declared rules"]

@@ -53,29 +53,22 @@ def ufw_rules(rules: list[str], logging: str):  # type: ignore[no-untyped-def]
     """
     state = fact(UfwStatus)
     current = state.rules
-    changed = False
-    for rule in rules:
-        if rule not in current:
-            yield f"ufw {rule}"
-            changed = True
-    for rule in current:
-        if rule not in rules:
-            yield f"ufw delete {rule}"
-            changed = True
+    todo = [f"ufw {rule}" for rule in rules if rule not in current]
+    todo += [f"ufw delete {rule}" for rule in current if rule not in rules]
     if state.incoming != "deny":
-        yield "ufw default deny incoming"
-        changed = True
+        todo.append("ufw default deny incoming")
     if state.outgoing != "allow":
-        yield "ufw default allow outgoing"
-        changed = True
+        todo.append("ufw default allow outgoing")
     if state.logging != logging:
-        yield f"ufw logging {logging}"
-        changed = True
+        todo.append(f"ufw logging {logging}")
     if not state.active:
-        yield "ufw --force enable"  # --force: it would prompt over SSH otherwise
-        changed = True
-    if not changed:
+        todo.append("ufw --force enable")  # --force: it would prompt over SSH otherwise
+    if not todo:
         host.noop(f"ufw is active with exactly {len(rules)} declared rules")
+        return
+    # One round trip, in this order; a step that fails stops the rest (no enable after a
+    # failed allow).
+    yield " && ".join(todo)
 
 
 def service_ports(conf: HardenSettings) -> list[tuple[int, tuple[str, ...]]]:
