@@ -1,6 +1,6 @@
 """Benchmark: bulwark bootstrap + harden vs a minimal bash baseline, on fresh lab VMs, one run.
 
-    uv run python bench/harden.py [--distro bookworm]
+    uv run python bench/harden.py [--distro bookworm] [--floor]
 
 Both start from the same fresh lab image (root by key). The baseline does what a typical
 hand-written script does (upgrade; install ufw, fail2ban, unattended-upgrades; a deploy user;
@@ -9,12 +9,17 @@ bulwark's checks. Prints both times, their ratio, and bulwark's idempotent re-ru
 and without Python's bytecode cache (bench/bytecode.py), then where bulwark's time went: the
 bootstrap, and per pyinfra phase and operation of the first run and of one warm re-run (read
 from the stamps in harden's log).
+
+--floor times, side by side with the same baseline, bulwark's package install alone (its first
+run's one apt transaction, as root, nothing else): the part of the first run that no saving in
+bulwark's own round trips or checks can take away, so the lowest ratio its package set allows.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -26,12 +31,13 @@ from pathlib import Path
 from bytecode import env_for
 
 from bulwark.hosts.bootstrap import TrustStore, bootstrap
+from bulwark.hosts.deploys.packages import PACKAGES, optional, preseed_for
 from bulwark.hosts.harden import timings
 from bulwark.hosts.keys import ensure_key
 from bulwark.hosts.ssh import connect
 from bulwark.lab import vm as lab
 from bulwark.lab.inventory import host_data, write_inventory
-from bulwark.settings.hosts import DeployUser
+from bulwark.settings.hosts import DeployUser, HardenSettings
 
 BASELINE = r"""
 set -e
@@ -96,11 +102,58 @@ def baseline_arm(vm: lab.LabVM, times: dict[str, float]) -> None:
     times["baseline"] = time.monotonic() - start
 
 
+def floor_arm(vm: lab.LabVM, times: dict[str, float]) -> None:
+    """The install alone, as bare as it gets: bulwark's packages (default settings) and the
+    upgrade in the one apt transaction its first run uses, nothing else - the part of bulwark's
+    first run no round trip or check of its own can take away."""
+    conf = HardenSettings()
+    names = " ".join([*PACKAGES, *optional(conf)])
+    answers = " ".join(shlex.quote(line) for line in preseed_for(conf))
+    script = (
+        "set -e\nexport DEBIAN_FRONTEND=noninteractive\n"
+        f"printf '%s\\n' {answers} | debconf-set-selections\napt-get update -q\n"
+        "apt-get -y -q -o Dpkg::Options::=--force-confold dist-upgrade "
+        f"--no-install-recommends {names}\n"
+    )
+    start = time.monotonic()
+    with connect(vm.target, vm.root_login(), TrustStore(vm.directory).known_hosts) as s:
+        s.run(script, timeout=3600)
+    times["floor"] = time.monotonic() - start
+
+
+def floor(spec: lab.VMSpec) -> None:
+    """--floor: the baseline script and bulwark's install alone, side by side."""
+    times: dict[str, float] = {}
+    with lab.booted(spec) as vm_a, lab.booted(spec) as vm_b:
+        arms = [
+            threading.Thread(target=floor_arm, args=(vm_a, times)),
+            threading.Thread(target=baseline_arm, args=(vm_b, times)),
+        ]
+        for arm in arms:
+            arm.start()
+        for arm in arms:
+            arm.join()
+    if not {"floor", "baseline"} <= set(times):
+        raise SystemExit(f"an arm failed: got {sorted(times)}")
+    print(f"distro:                    {spec.distro} (lab VM, {vm_a.accel.upper()})")
+    print(f"bash baseline:             {times['baseline']:7.1f} s")
+    print(f"bulwark's install alone:   {times['floor']:7.1f} s")
+    ratio = times["floor"] / times["baseline"]
+    print(f"ratio install/baseline:    {ratio:7.2f}  (the floor of bulwark's first-run ratio)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--distro", default="bookworm")
+    parser.add_argument(
+        "--floor", action="store_true",
+        help="time bulwark's package install alone against the baseline, side by side",
+    )  # fmt: skip
     args = parser.parse_args()
     spec = lab.VMSpec(distro=args.distro)
+    if args.floor:
+        floor(spec)
+        return
     times: dict[str, float] = {}
     # Side by side: both fresh VMs boot first (not timed), then both arms run at once, one
     # guest CPU each, so load on this machine falls on both alike.

@@ -15,6 +15,7 @@ from bulwark.hosts.operations import (
     security_sources,
 )
 from bulwark.hosts.templates import render
+from bulwark.settings.hosts import HardenSettings
 
 # Everything the deploys rely on; python3-systemd lets fail2ban read the journal (Debian 12 and
 # later have no rsyslog, hence no auth.log).
@@ -49,7 +50,7 @@ def packages() -> None:
         manage=current().settings.updates.manage_sources,
     )
     wanted = [*PACKAGES, *optional()]
-    answers = preseed()
+    answers = preseed_for(current().settings)
     first_run_upgrade(
         name="apt update, full upgrade and what hardening needs (first run)",
         packages=wanted,
@@ -59,19 +60,20 @@ def packages() -> None:
     packages_present(name="Install what hardening needs", packages=wanted, preseed=answers)
 
 
-def preseed() -> tuple[str, ...]:
+def preseed_for(conf: HardenSettings) -> tuple[str, ...]:
     """debconf answers given before the install. sysstat's own default is not to collect: its
     install would disable its three units (each `disable` reloads systemd) for bulwark to
     enable them again (an init script too: update-rc.d, more reloads), 10 s or more on a small
     host; answered first, it installs collecting."""
-    if current().settings.audit.accounting:
+    if conf.audit.accounting:
         return ("sysstat sysstat/enable boolean true",)
     return ()
 
 
-def optional() -> list[str]:
-    """The packages of the settings that can be turned off (bulwark.accounts, bulwark.audit)."""
-    conf = current().settings
+def optional(conf: HardenSettings | None = None) -> list[str]:
+    """The packages of the settings that can be turned off (bulwark.accounts, bulwark.audit),
+    for `conf` (default: the host being hardened)."""
+    conf = conf or current().settings
     chosen = {
         "libpam-tmpdir": conf.accounts.pam_tmpdir,
         "libpam-pwquality": conf.accounts.password_quality,
