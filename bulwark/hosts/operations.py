@@ -338,7 +338,17 @@ def line_set(path: str, pattern: str, line: str):  # type: ignore[no-untyped-def
     if fact(FindInFile, path=path, pattern=pattern) == [line]:
         host.noop(f"{path} has {line}")
         return
-    yield only_line(path, line, '$0 ~ ENVIRON["BULWARK_KEY"]', key=pattern)
+    yield from line_in(path, line, '$0 ~ ENVIRON["BULWARK_KEY"]', key=pattern, regex=pattern)
+
+
+def line_in(path: str, line: str, match: str, *, key: str, regex: str) -> Iterator[Any]:
+    """Commands that make `line` the line of `path` that `match` (see only_line) selects: one
+    command; with --diff, pyinfra's files.line (three, but it prints the lines it replaces),
+    whose `regex` selects the same lines."""
+    if host.state.config.DIFF:
+        yield from pyfiles.line._inner(path=path, line=regex, replace=line)
+        return
+    yield only_line(path, line, match, key=key)
 
 
 def only_line(path: str, line: str, match: str, *, key: str) -> str:

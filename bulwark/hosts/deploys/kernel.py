@@ -5,6 +5,7 @@ the other login.defs keys, in the accounts area.)"""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from pyinfra import host, logger
 from pyinfra.api import deploy, operation
@@ -18,7 +19,7 @@ from bulwark.hosts.operations import (
     ConfigFile,
     config_files,
     fact,
-    only_line,
+    line_in,
     permissions,
     program_exists,
     put_files,
@@ -52,12 +53,13 @@ def hardened_tmpfs(paths: list[str], size: str):  # type: ignore[no-untyped-def]
     + size: tmpfs size (e.g. "25%")
     """
     state = fact(TmpfsMounts, paths=paths)
-    todo = []
+    todo: list[Any] = []
     for path in paths:
         found = state.get(path, Mount())
         line = tmpfs_line(path, size)
         if found.fstab != line:
-            todo.append(only_line("/etc/fstab", line, FSTAB_ENTRY, key=path))
+            regex = rf"^\S+\s+{path}\s"  # what FSTAB_ENTRY selects, for --diff's files.line
+            todo.extend(line_in("/etc/fstab", line, FSTAB_ENTRY, key=path, regex=regex))
         if found.type is None:
             todo.append(f"mount {path}")
         elif not set(MOUNT_OPTIONS) <= set(found.options):
@@ -68,6 +70,9 @@ def hardened_tmpfs(paths: list[str], size: str):  # type: ignore[no-untyped-def]
                 todo.append(f"mount {path}")
     if not todo:
         host.noop(f"{' and '.join(paths)} are mounted {','.join(MOUNT_OPTIONS)}")
+        return
+    if host.state.config.DIFF:  # files.line's commands, which print the fstab lines they change
+        yield from todo
         return
     yield " && ".join(todo)  # one round trip for all
 
