@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from bytecode import env_for
+from pyinfra.facts.apt import noninteractive_apt
 
 from bulwark.hosts.bootstrap import TrustStore, bootstrap
 from bulwark.hosts.deploys.packages import PACKAGES, optional, preseed_for
@@ -112,8 +113,7 @@ def floor_arm(vm: lab.LabVM, times: dict[str, float]) -> None:
     script = (
         "set -e\nexport DEBIAN_FRONTEND=noninteractive\n"
         f"printf '%s\\n' {answers} | debconf-set-selections\napt-get update -q\n"
-        "apt-get -y -q -o Dpkg::Options::=--force-confold dist-upgrade "
-        f"--no-install-recommends {names}\n"
+        f"{noninteractive_apt('dist-upgrade --no-install-recommends')} {names}\n"
     )
     start = time.monotonic()
     with connect(vm.target, vm.root_login(), TrustStore(vm.directory).known_hosts) as s:

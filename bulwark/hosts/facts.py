@@ -285,7 +285,7 @@ class FileStates(FactBase[dict[str, str | None]]):
         quoted = " ".join(shlex.quote(p) for p in paths)
         return (
             f'set --; for f in {quoted}; do if [ -f "$f" ]; then set -- "$@" "$f"; '
-            'else echo "$f -"; fi; done; '
+            "else printf '%s -\\n' \"$f\"; fi; done; "
             f"[ $# -eq 0 ] || {{ stat -c '%n %a:%U:%G' -- \"$@\"; echo {shlex.quote(self.SUMS)}; "
             'sha1sum -- "$@"; }'
         )
@@ -303,6 +303,9 @@ class FileStates(FactBase[dict[str, str | None]]):
                 sums = True
             elif sums:
                 sha1, _, path = line.rstrip().partition("  ")
+                if sha1.startswith("\\"):  # sha1sum escapes a name holding \ or a newline
+                    sha1 = sha1[1:]
+                    path = path.replace("\\\\", "\0").replace("\\n", "\n").replace("\0", "\\")
                 if path in modes:
                     states[path] = f"{modes[path]}:{sha1}"
             else:
@@ -399,7 +402,8 @@ class UnitStates(FactBase[dict[str, tuple[bool, bool]]]):
         states = {}
         for line in output:
             unit, *rest = line.split()
-            enabled = bool(rest) and rest[0] in ("enabled", "enabled-runtime", "static", "alias")
+            # Not "enabled-runtime": that lives in /run and is gone after a reboot.
+            enabled = bool(rest) and rest[0] in ("enabled", "static", "alias")
             states[unit] = (enabled, bool(rest) and rest[-1] == "active")
         return states
 
@@ -483,7 +487,7 @@ class PathModes(FactBase[dict[str, str | None]]):
         quoted = " ".join(shlex.quote(p) for p in paths)
         return (
             f'for f in {quoted}; do if [ -e "$f" ]; then echo "$f $(stat -c %a:%U:%G "$f")"; '
-            'else echo "$f -"; fi; done'
+            "else printf '%s -\\n' \"$f\"; fi; done"
         )
 
     @staticmethod

@@ -344,9 +344,9 @@ def line_set(path: str, pattern: str, line: str):  # type: ignore[no-untyped-def
 def line_in(path: str, line: str, match: str, *, key: str, regex: str) -> Iterator[Any]:
     """Commands that make `line` the line of `path` that `match` (see only_line) selects: one
     command; with --diff, pyinfra's files.line (three, but it prints the lines it replaces),
-    whose `regex` selects the same lines."""
+    whose `regex` (extended, as grep -E reads it) must select the same lines."""
     if host.state.config.DIFF:
-        yield from pyfiles.line._inner(path=path, line=regex, replace=line)
+        yield from pyfiles.line._inner(path=path, line=regex, replace=line, extended_regex=True)
         return
     yield only_line(path, line, match, key=key)
 
@@ -354,17 +354,19 @@ def line_in(path: str, line: str, match: str, *, key: str, regex: str) -> Iterat
 def only_line(path: str, line: str, match: str, *, key: str) -> str:
     """Shell that makes `line` the only line of `path` the awk condition `match` selects (it
     reads `key` as ENVIRON["BULWARK_KEY"]): in place of the first such line, the others
-    dropped, appended when there is none. One round trip; written beside the file (owner and
-    mode copied) and moved over it, so never half a file."""
+    dropped, appended when there is none (a missing file is created, as files.line does). One
+    round trip; written beside the file (owner and mode copied) and moved over it, so never
+    half a file."""
     new = shlex.quote(f"{path}.bulwark-new")
     program = (
         f'{match} {{ if (!done) print ENVIRON["BULWARK_LINE"]; done = 1; next }} {{ print }} '
         'END { if (!done) print ENVIRON["BULWARK_LINE"] }'
     )
+    quoted = shlex.quote(path)
     return (
-        f"cp -p {shlex.quote(path)} {new} && BULWARK_KEY={shlex.quote(key)} "
-        f"BULWARK_LINE={shlex.quote(line)} awk {shlex.quote(program)} {shlex.quote(path)} > {new} "
-        f"&& mv {new} {shlex.quote(path)}"
+        f"{{ [ -e {quoted} ] || : > {quoted}; }} && cp -p {quoted} {new} && "
+        f"BULWARK_KEY={shlex.quote(key)} BULWARK_LINE={shlex.quote(line)} "
+        f"awk {shlex.quote(program)} {quoted} > {new} && mv {new} {quoted}"
     )
 
 

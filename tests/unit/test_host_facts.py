@@ -133,7 +133,10 @@ def test_file_states_read_through_sh_match_the_files(tmp_path: Path) -> None:
     spaced.write_text("b\n")
     spaced.chmod(0o644)
     b_sha1 = hashlib.sha1(b"b\n", usedforsecurity=False).hexdigest()
-    paths = [str(conf), str(tmp_path / "absent"), str(spaced), str(tmp_path)]
+    slashed = tmp_path / "back\\slash"  # sha1sum escapes such a name in its output
+    slashed.write_text("a\n")
+    slashed.chmod(0o644)
+    paths = [str(conf), str(tmp_path / "absent"), str(spaced), str(tmp_path), str(slashed)]
     done = subprocess.run(
         ["sh", "-c", FileStates().command(paths)], capture_output=True, text=True, check=True
     )
@@ -143,6 +146,7 @@ def test_file_states_read_through_sh_match_the_files(tmp_path: Path) -> None:
         str(tmp_path / "absent"): None,
         str(spaced): f"644:{owner}:{b_sha1}",
         str(tmp_path): None,  # a directory is not a regular file
+        str(slashed): f"644:{owner}:3f786850e387550fdab836ed7e6dc881de23001b",
     }
     assert FileStates().process(
         subprocess.run(

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pyinfra.operations import files
 
 from bulwark.hosts import operations
 from bulwark.hosts.deploys import fail2ban, firewall, harden, kernel
-from bulwark.hosts.facts import SECTION, UnitStates
+from bulwark.hosts.facts import SECTION, TmpfsMounts, UnitStates
 
 FSTAB = """\
 # /etc/fstab: static file system information.
@@ -83,11 +87,69 @@ def test_a_line_set_by_pattern_reads_the_line_and_shell_characters_stay_literal(
     assert not Path("pwned").exists()
 
 
-def test_a_line_on_a_missing_file_fails_and_creates_nothing(tmp_path: Path) -> None:
+def test_a_line_for_a_missing_file_creates_it_as_files_line_does(tmp_path: Path) -> None:
     missing = tmp_path / "absent"
     done = sh(operations.only_line(str(missing), "A=1", '$0 ~ ENVIRON["BULWARK_KEY"]', key="^A="))
-    assert done.returncode != 0
-    assert list(tmp_path.iterdir()) == []
+    assert done.returncode == 0, done.stderr
+    assert missing.read_text() == "A=1\n"
+
+
+def test_the_diff_regex_selects_the_fstab_lines_the_awk_condition_does(tmp_path: Path) -> None:
+    # Under --diff, pyinfra's files.line (grep -E, sed -E) edits fstab instead of only_line: a
+    # regex that matched nothing would append a second /tmp entry (the first one wins at boot).
+    fstab = tmp_path / "fstab"
+    fstab.write_text(FSTAB + "#tmpfs /tmp tmpfs defaults 0 0\n  tmpfs\t/tmp\ttmpfs x 0 0\n"
+                     "tmpfs /tmpx tmpfs x 0 0\n  # x /tmp y\ntmpfs /tmp\n")  # fmt: skip
+    for mount_point in ("/tmp", "/dev/shm"):
+        grep = sh(f"grep -E {shlex.quote(kernel.fstab_regex(mount_point))} {fstab} || true")
+        awk = sh(f"awk {shlex.quote(kernel.FSTAB_ENTRY)} {fstab}", BULWARK_KEY=mount_point)
+        assert grep.stdout == awk.stdout
+    assert len(awk.stdout.splitlines()) == 0
+    assert len(grep.stdout.splitlines()) == 0
+    tmp = sh(f"awk {shlex.quote(kernel.FSTAB_ENTRY)} {fstab}", BULWARK_KEY="/tmp")
+    assert len(tmp.stdout.splitlines()) == 4
+
+
+def test_under_diff_lines_go_through_files_line_with_extended_regexes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeHost([])
+    fake.state = SimpleNamespace(config=SimpleNamespace(DIFF=True))
+    monkeypatch.setattr(operations, "host", fake)
+    calls: list[dict[str, Any]] = []
+
+    def line(**kwargs: Any) -> Iterator[str]:
+        calls.append(kwargs)
+        yield "x"
+
+    monkeypatch.setattr(files.line, "_inner", line)
+    assert list(operations.line_in("/etc/fstab", "l", kernel.FSTAB_ENTRY, key="/tmp",
+                                   regex=kernel.fstab_regex("/tmp"))) == ["x"]  # fmt: skip
+    assert calls == [{"path": "/etc/fstab", "line": kernel.fstab_regex("/tmp"),
+                      "replace": "l", "extended_regex": True}]  # fmt: skip
+
+
+def test_fstab_as_edited_reads_back_as_wanted_and_needs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # only_line's edit, read back by the fact the operation asks (TmpfsMounts, through sh):
+    # the next run changes nothing.
+    fstab, mounts = tmp_path / "fstab", tmp_path / "mounts"
+    fstab.write_text(FSTAB)
+    for mount_point in kernel.TMPFS_PATHS:
+        assert (
+            sh(fstab_edit(fstab, kernel.tmpfs_line(mount_point, "25%"), mount_point)).returncode
+            == 0
+        )
+    mounts.write_text("".join(f"tmpfs {p} tmpfs rw,nosuid,nodev,noexec,relatime 0 0\n"
+                              for p in kernel.TMPFS_PATHS))  # fmt: skip
+    command = TmpfsMounts().command(paths=list(kernel.TMPFS_PATHS))
+    read = sh(command.replace("/etc/fstab", str(fstab)).replace("/proc/mounts", str(mounts)))
+    fake = FakeHost(read.stdout.splitlines())
+    monkeypatch.setattr(kernel, "host", fake)
+    monkeypatch.setattr(operations, "host", fake)
+    assert list(kernel.hardened_tmpfs._inner(paths=list(kernel.TMPFS_PATHS), size="25%")) == []
+    assert fake.noops == ["/tmp and /dev/shm are mounted nodev,nosuid,noexec"]
 
 
 class FakeHost:
@@ -148,6 +210,39 @@ def test_permissions_are_set_in_one_command(monkeypatch: pytest.MonkeyPatch) -> 
     assert "/etc/issue" not in cmds[0]
     assert "cron.daily" not in cmds[0]
     assert "dpkg-statoverride --update --force-statoverride-add --add root root 0755 " in cmds[0]
+
+
+def test_permissions_command_through_sh_runs_every_item_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A failing dpkg-statoverride (no override database) falls back to chmod, and the items
+    # after it still run: the `{ ...; }` group keeps `||` from swallowing the `&&` chain.
+    log = tmp_path / "calls"
+    for program, status in (("chown", 0), ("chmod", 0), ("dpkg-statoverride", 2)):
+        stub = tmp_path / program
+        stub.write_text(f'#!/bin/sh\necho "{program} $*" >> {log}\nexit {status}\n')
+        stub.chmod(0o755)
+    output = ["/usr/bin/at 4755:root:root", "/etc/crontab 644:root:root"]
+    monkeypatch.setattr(operations, "host", FakeHost(output))
+    (command,) = operations.permissions._inner(
+        root_only={"/etc/crontab": "600"}, no_setuid=["/usr/bin/at"]
+    )
+    done = subprocess.run(
+        ["sh", "-c", command], env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == [
+        "chown root:root /etc/crontab",
+        "chmod 600 /etc/crontab",
+        "dpkg-statoverride --update --force-statoverride-add --add root root 0755 /usr/bin/at",
+        "chmod u-s,g-s /usr/bin/at",
+    ]
+
+
+def test_a_unit_enabled_only_until_reboot_is_enabled_for_good() -> None:
+    states = UnitStates().process(["a.service enabled-runtime active", "b.timer static active"])
+    assert states == {"a.service": (False, True), "b.timer": (True, True)}
 
 
 @pytest.mark.parametrize(("enabled", "calls"), [

@@ -41,6 +41,11 @@ ROOT_ONLY = {
 FSTAB_ENTRY = '$1 !~ /^#/ && $2 == ENVIRON["BULWARK_KEY"]'
 
 
+def fstab_regex(mount_point: str) -> str:
+    """What FSTAB_ENTRY selects, as grep -E and sed -E read it (for --diff's files.line)."""
+    return f"^[[:space:]]*[^#[:space:]][^[:space:]]*[[:space:]]+{mount_point}([[:space:]]|$)"
+
+
 def tmpfs_line(path: str, size: str) -> str:
     return f"tmpfs {path} tmpfs rw,{','.join(MOUNT_OPTIONS)},mode=1777,size={size} 0 0"
 
@@ -58,8 +63,7 @@ def hardened_tmpfs(paths: list[str], size: str):  # type: ignore[no-untyped-def]
         found = state.get(path, Mount())
         line = tmpfs_line(path, size)
         if found.fstab != line:
-            regex = rf"^\S+\s+{path}\s"  # what FSTAB_ENTRY selects, for --diff's files.line
-            todo.extend(line_in("/etc/fstab", line, FSTAB_ENTRY, key=path, regex=regex))
+            todo.extend(line_in("/etc/fstab", line, FSTAB_ENTRY, key=path, regex=fstab_regex(path)))
         if found.type is None:
             todo.append(f"mount {path}")
         elif not set(MOUNT_OPTIONS) <= set(found.options):
