@@ -191,8 +191,9 @@ def ssh_refused(ep: Endpoint, timeout: float = 8) -> bool:
         return True
 
 
-def failed_logins(ep: Endpoint, attempts: int) -> None:
-    """Fail key authentication `attempts` times as users that do not exist (what a scanner does)."""
+def failed_logins(ep: Endpoint, attempts: int) -> int:
+    """Fail key authentication up to `attempts` times as users that do not exist (what a scanner
+    does); how many tries reached sshd."""
     # A real key, but for users that do not exist: every try is an "Invalid user" sshd logs.
     assert ep.identity is not None
     key = paramiko.PKey.from_path(ep.identity)
@@ -200,10 +201,11 @@ def failed_logins(ep: Endpoint, attempts: int) -> None:
         try:
             transport = _transport(ep, timeout=8, retries=0)
         except (OSError, paramiko.SSHException, EOFError):
-            return  # already refused: banned
+            return attempt  # already refused: banned
         try:
             transport.auth_publickey(f"bulwark-probe{attempt}", key)
         except (paramiko.SSHException, EOFError, OSError):
             pass
         finally:
             transport.close()
+    return attempts

@@ -35,6 +35,7 @@ from bulwark.verify.state import (
     split_snapshot,
 )
 from bulwark.verify.suite import test_accounts as accounts
+from bulwark.verify.suite import test_ban_probe as ban_probe
 from bulwark.verify.suite import test_kernel as kernel
 from bulwark.verify.suite import test_services as services
 from bulwark.verify.suite import test_ssh as ssh_controls
@@ -501,3 +502,12 @@ def test_the_file_integrity_control_accepts_a_baseline_being_built_and_nothing_l
     else:
         with pytest.raises(AssertionError, match=failure):
             accounts.test_file_integrity(state, HardenSettings())
+
+
+@pytest.mark.parametrize(("failures", "seconds"), [(0, 120), (12, 120), (30, 157), (500, 607)])
+def test_the_ban_probe_waits_out_sshds_own_penalty_for_what_it_sent(
+    failures: int, seconds: float
+) -> None:
+    # OpenSSH >= 9.8 refuses a source for 5 s per failed login (at most 600 s) on top of the
+    # ban: a probe that needed many rounds on a slow host must wait that long after the unban.
+    assert ban_probe.readmit_seconds(failures) == seconds

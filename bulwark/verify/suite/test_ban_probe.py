@@ -56,13 +56,14 @@ def test_fail2ban_bans(host: Any, endpoint: Endpoint, pytestconfig: pytest.Confi
         not_applicable(f"{client} is inside ignoreip {ignored}: fail2ban never bans it")
     if ignored is not None:  # the operator's own address: lift it for the probe only
         host.run("fail2ban-client set sshd delignoreip %s", ignored)
+    failures = 0
     try:
         banned, deadline = "", time.monotonic() + 240
         while client not in banned and time.monotonic() < deadline:
             # Paced under UFW's rate limit, so that every try reaches sshd and counts: a try
             # the limit refused would not, and would keep the limit on.
             _room(host, BURST)
-            failed_logins(endpoint, attempts=BURST)
+            failures += failed_logins(endpoint, attempts=BURST)
             banned = _banned(host, client)
         assert client in banned, f"{client} is not banned after repeated failures:\n{banned}"
         # fail2ban lists the ban as its action starts; the firewall rule follows a moment later.
@@ -82,7 +83,8 @@ def test_fail2ban_bans(host: Any, endpoint: Endpoint, pytestconfig: pytest.Confi
         )
         host.run("sh -c %s", restore + "true")  # fail2ban-client exits 255 on a missing jail
     _room(host, 1)  # the tries above are still in UFW's window
-    assert _readmitted(endpoint), f"still refused {READMIT_SECONDS} s after the unban"
+    wait = readmit_seconds(failures)
+    assert _readmitted(endpoint, wait), f"still refused {wait:.0f} s after the unban"
 
 
 def _room(host: Any, connections: int) -> None:
@@ -101,14 +103,24 @@ def _enforced(endpoint: Endpoint, seconds: float = 30) -> bool:
 
 
 # sshd's own penalty for the probe's failed logins (PerSourcePenalties, OpenSSH >= 9.8: 5 s per
-# failure, refused once 15 s have built up) outlasts the unban by up to a minute.
+# failed authentication, refused once 15 s have built up, at most 600 s) can outlast the unban:
+# on a slow host fail2ban takes longer to ban, the probe sends more rounds, and the penalty
+# grows with them (seen once on Debian 13 in CI: 120 s were not enough).
 READMIT_SECONDS = 120
+PENALTY_PER_FAILURE = 5
+PENALTY_MAX = 600
 READMIT_PACE = 7  # seconds between tries: at most 5 in UFW's 30 s window (it limits at 6)
 
 
-def _readmitted(endpoint: Endpoint) -> bool:
-    """Whether a new SSH connection gets sshd's banner again within READMIT_SECONDS."""
-    deadline = time.monotonic() + READMIT_SECONDS
+def readmit_seconds(failures: int) -> float:
+    """How long to wait for readmission after `failures` failed logins: sshd's largest possible
+    penalty for them (its default PerSourcePenalties), and never less than READMIT_SECONDS."""
+    return max(READMIT_SECONDS, min(PENALTY_MAX, failures * PENALTY_PER_FAILURE) + READMIT_PACE)
+
+
+def _readmitted(endpoint: Endpoint, seconds: float = READMIT_SECONDS) -> bool:
+    """Whether a new SSH connection gets sshd's banner again within `seconds`."""
+    deadline = time.monotonic() + seconds
     while ssh_refused(endpoint):
         if time.monotonic() > deadline:
             return False
