@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bytecode import env_for
@@ -35,6 +36,7 @@ from bulwark.hosts.bootstrap import TrustStore, bootstrap
 from bulwark.hosts.deploys.packages import PACKAGES, optional, preseed_for
 from bulwark.hosts.harden import timings
 from bulwark.hosts.keys import ensure_key
+from bulwark.hosts.operations import debconf_answers
 from bulwark.hosts.ssh import connect
 from bulwark.lab import vm as lab
 from bulwark.lab.inventory import host_data, write_inventory
@@ -109,10 +111,9 @@ def floor_arm(vm: lab.LabVM, times: dict[str, float]) -> None:
     first run no round trip or check of its own can take away."""
     conf = HardenSettings()
     names = " ".join([*PACKAGES, *optional(conf)])
-    answers = " ".join(shlex.quote(line) for line in preseed_for(conf))
     script = (
         "set -e\nexport DEBIAN_FRONTEND=noninteractive\n"
-        f"printf '%s\\n' {answers} | debconf-set-selections\napt-get update -q\n"
+        f"{debconf_answers(preseed_for(conf))}\napt-get update -q\n"
         f"{noninteractive_apt('dist-upgrade --no-install-recommends')} {names}\n"
     )
     start = time.monotonic()
@@ -121,20 +122,35 @@ def floor_arm(vm: lab.LabVM, times: dict[str, float]) -> None:
     times["floor"] = time.monotonic() - start
 
 
+Arm = Callable[[lab.LabVM, dict[str, float]], None]
+
+
+@contextmanager
+def side_by_side(
+    spec: lab.VMSpec, times: dict[str, float], arm: Arm, name: str
+) -> Iterator[lab.LabVM]:
+    """Two fresh VMs boot first (not timed), then `arm` (which records times[name]) on the first
+    and the baseline on the second run at once, one guest CPU each, so load on this machine
+    falls on both alike. Yields the first VM, still running."""
+    with lab.booted(spec) as vm_a, lab.booted(spec) as vm_b:
+        arms = [
+            threading.Thread(target=arm, args=(vm_a, times)),
+            threading.Thread(target=baseline_arm, args=(vm_b, times)),
+        ]
+        for thread in arms:
+            thread.start()
+        for thread in arms:
+            thread.join()
+        if not {name, "baseline"} <= set(times):
+            raise SystemExit(f"an arm failed: got {sorted(times)}")
+        yield vm_a
+
+
 def floor(spec: lab.VMSpec) -> None:
     """--floor: the baseline script and bulwark's install alone, side by side."""
     times: dict[str, float] = {}
-    with lab.booted(spec) as vm_a, lab.booted(spec) as vm_b:
-        arms = [
-            threading.Thread(target=floor_arm, args=(vm_a, times)),
-            threading.Thread(target=baseline_arm, args=(vm_b, times)),
-        ]
-        for arm in arms:
-            arm.start()
-        for arm in arms:
-            arm.join()
-    if not {"floor", "baseline"} <= set(times):
-        raise SystemExit(f"an arm failed: got {sorted(times)}")
+    with side_by_side(spec, times, floor_arm, "floor") as vm_a:
+        pass
     print(f"distro:                    {spec.distro} (lab VM, {vm_a.accel.upper()})")
     print(f"bash baseline:             {times['baseline']:7.1f} s")
     print(f"bulwark's install alone:   {times['floor']:7.1f} s")
@@ -155,19 +171,7 @@ def main() -> None:
         floor(spec)
         return
     times: dict[str, float] = {}
-    # Side by side: both fresh VMs boot first (not timed), then both arms run at once, one
-    # guest CPU each, so load on this machine falls on both alike.
-    with lab.booted(spec) as vm_a, lab.booted(spec) as vm_b:
-        arms = [
-            threading.Thread(target=bulwark_arm, args=(vm_a, times)),
-            threading.Thread(target=baseline_arm, args=(vm_b, times)),
-        ]
-        for arm in arms:
-            arm.start()
-        for arm in arms:
-            arm.join()
-        if not {"bulwark", "baseline"} <= set(times):
-            raise SystemExit(f"an arm failed: got {sorted(times)}")
+    with side_by_side(spec, times, bulwark_arm, "bulwark") as vm_a:
         inv = vm_a.directory / "inventory.py"
         with tempfile.TemporaryDirectory() as tmp:
             cold = timed_harden(inv, env_for(Path(tmp) / "cold", write=False))

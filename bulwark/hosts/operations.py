@@ -290,19 +290,19 @@ def first_run_upgrade(  # type: ignore[no-untyped-def]
     yield from alongside
     # apt's periodic hook writes this stamp, `apt-get update` does not: touch it ourselves.
     names = " ".join(shlex.quote(p) for p in packages)
+    answer = f"{debconf_answers(preseed)} && " if preseed else ""
     yield (
-        f"{_preseeding(preseed)}apt-get update && touch {APT_LISTS_STAMP} && "
+        f"{answer}apt-get update && touch {APT_LISTS_STAMP} && "
         f"{noninteractive_apt('dist-upgrade --no-install-recommends')} {names} && "
         f"install -d -m 711 {shlex.quote(UPGRADED_STAMP.rsplit('/', 1)[0])} && "
         f"touch {UPGRADED_STAMP}"
     )
 
 
-def _preseeding(lines: tuple[str, ...]) -> str:
-    if not lines:
-        return ""
+def debconf_answers(lines: tuple[str, ...]) -> str:
+    """Shell that gives debconf `lines` (debconf-set-selections lines) as answers."""
     answers = " ".join(shlex.quote(line) for line in lines)
-    return f"printf '%s\\n' {answers} | debconf-set-selections && "
+    return f"printf '%s\\n' {answers} | debconf-set-selections"
 
 
 @operation()
@@ -322,7 +322,7 @@ def packages_present(  # type: ignore[no-untyped-def]
         host.noop(f"{len(packages)} packages are installed")
         return
     if preseed:
-        yield _preseeding(preseed).removesuffix(" && ")
+        yield debconf_answers(preseed)
     yield from apt.update._inner(cache_time=cache_time)
     yield from apt.packages._inner(packages=missing, no_recommends=True)
 

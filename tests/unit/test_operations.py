@@ -23,6 +23,7 @@ from bulwark.hosts.inventory import InventoryHost, from_data
 from bulwark.hosts.operations import UPLOAD_DIR, ConfigFile
 from bulwark.hosts.sshcrypto import crypto_for
 from bulwark.hosts.templates import render
+from tests.unit.fakes import FakeHost
 
 DEBIAN_12 = "OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024"
 UBUNTU_2404 = "OpenSSH_9.6p1 Ubuntu-3ubuntu13.5, OpenSSL 3.0.13 30 Jan 2024"
@@ -48,24 +49,6 @@ def sshd_state(
         f"{SECTION}socket", socket,
         f"{SECTION}revert", revert,
     ]  # fmt: skip
-
-
-class FakeHost:
-    """pyinfra's `host` as the operation sees it: facts come from recorded output, parsed by the
-    real fact classes."""
-
-    name = "web1"
-    current_op_global_arguments: dict[str, Any] | None = None  # outside a harden: files.put
-
-    def __init__(self, output: list[str]) -> None:
-        self.output = output
-        self.noops: list[str] = []
-
-    def get_fact(self, cls: type[Any], **kwargs: object) -> Any:
-        return cls().process(self.output)
-
-    def noop(self, message: str) -> None:
-        self.noops.append(message)
 
 
 def commands(
@@ -205,9 +188,6 @@ def test_the_effective_config_must_show_the_drop_in(
 
 class FilesHost(FakeHost):
     """A host whose files are in the given states (FileStates answers for them)."""
-
-    state = SimpleNamespace(config=SimpleNamespace(DIFF=False))
-    current_op_global_arguments: dict[str, Any] = {}  # noqa: RUF012 - as pyinfra's Host has it
 
     def __init__(self, states: Mapping[str, str | None]) -> None:
         super().__init__([])

@@ -4,13 +4,10 @@ files (and stand-in programs), does what pyinfra's several commands did."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shlex
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,7 +15,8 @@ from pyinfra.operations import files
 
 from bulwark.hosts import operations
 from bulwark.hosts.deploys import fail2ban, firewall, harden, kernel
-from bulwark.hosts.facts import SECTION, TmpfsMounts, UnitStates
+from bulwark.hosts.facts import SECTION, PathModes, TmpfsMounts, UnitStates, fact_key
+from tests.unit.fakes import FakeHost, sh, stub_programs
 
 FSTAB = """\
 # /etc/fstab: static file system information.
@@ -28,16 +26,6 @@ tmpfs /tmp tmpfs defaults 0 0
 tmpfs /tmp tmpfs size=10% 0 0
 """
 TMP_LINE = kernel.tmpfs_line("/tmp", "25%")
-
-
-def sh(command: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["sh", "-c", command],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": os.environ["PATH"], **env},
-    )
 
 
 def fstab_edit(path: Path, line: str, mount_point: str) -> str:
@@ -114,7 +102,7 @@ def test_under_diff_lines_go_through_files_line_with_extended_regexes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake = FakeHost([])
-    fake.state = SimpleNamespace(config=SimpleNamespace(DIFF=True))
+    fake.state.config.DIFF = True
     monkeypatch.setattr(operations, "host", fake)
     calls: list[dict[str, Any]] = []
 
@@ -152,22 +140,6 @@ def test_fstab_as_edited_reads_back_as_wanted_and_needs_nothing(
     assert fake.noops == ["/tmp and /dev/shm are mounted nodev,nosuid,noexec"]
 
 
-class FakeHost:
-    name = "web1"
-    state = object()
-    current_op_global_arguments = None
-
-    def __init__(self, output: list[str]) -> None:
-        self.output = output
-        self.noops: list[str] = []
-
-    def get_fact(self, cls: type[Any], **kwargs: object) -> Any:
-        return cls().process(self.output)
-
-    def noop(self, message: str) -> None:
-        self.noops.append(message)
-
-
 def run_units(monkeypatch: pytest.MonkeyPatch, states: list[str], units: list[str]) -> list[str]:
     monkeypatch.setattr(operations, "host", FakeHost(states))
     operations._read_once.clear()
@@ -193,48 +165,29 @@ def test_units_enabled_and_active_need_nothing(monkeypatch: pytest.MonkeyPatch) 
     assert run_units(monkeypatch, ["acct.service enabled active"], ["acct.service"]) == []
 
 
-def test_permissions_are_set_in_one_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    output = ["/etc/crontab 644:root:root", "/etc/cron.d 755:root:root", "/etc/issue -",
-              "/usr/bin/at 4755:root:root", "/etc/cron.daily 700:root:root"]  # fmt: skip
-    monkeypatch.setattr(operations, "host", FakeHost(output))
-    cmds = list(
-        operations.permissions._inner(
-            root_only={"/etc/crontab": "600", "/etc/cron.d": "700", "/etc/issue": "600",
-                       "/etc/cron.daily": "700"},
-            no_setuid=["/usr/bin/at"],
-        )
-    )  # fmt: skip
-    assert len(cmds) == 1
-    assert "chmod 600 /etc/crontab" in cmds[0]
-    assert "chmod 700 /etc/cron.d" in cmds[0]
-    assert "/etc/issue" not in cmds[0]
-    assert "cron.daily" not in cmds[0]
-    assert "dpkg-statoverride --update --force-statoverride-add --add root root 0755 " in cmds[0]
-
-
-def test_permissions_command_through_sh_runs_every_item_in_order(
+def test_permissions_are_one_command_that_runs_every_item_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A failing dpkg-statoverride (no override database) falls back to chmod, and the items
-    # after it still run: the `{ ...; }` group keeps `||` from swallowing the `&&` chain.
+    # Through sh with stand-in programs: paths already right or absent are left out, and a
+    # failing dpkg-statoverride (no override database) falls back to chmod while the items after
+    # it still run (the `{ ...; }` group keeps its `||` from swallowing the `&&` chain).
     log = tmp_path / "calls"
-    for program, status in (("chown", 0), ("chmod", 0), ("dpkg-statoverride", 2)):
-        stub = tmp_path / program
-        stub.write_text(f'#!/bin/sh\necho "{program} $*" >> {log}\nexit {status}\n')
-        stub.chmod(0o755)
-    output = ["/usr/bin/at 4755:root:root", "/etc/crontab 644:root:root"]
+    stub_programs(tmp_path, log, chown=0, chmod=0, dpkg_statoverride=2)
+    output = ["/usr/bin/at 4755:root:root", "/etc/crontab 644:root:root", "/etc/issue -",
+              "/etc/cron.daily 700:root:root", "/etc/cron.d 755:root:root"]  # fmt: skip
     monkeypatch.setattr(operations, "host", FakeHost(output))
     (command,) = operations.permissions._inner(
-        root_only={"/etc/crontab": "600"}, no_setuid=["/usr/bin/at"]
-    )
-    done = subprocess.run(
-        ["sh", "-c", command], env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
-        capture_output=True, text=True, check=False,
+        root_only={"/etc/crontab": "600", "/etc/issue": "600", "/etc/cron.daily": "700",
+                   "/etc/cron.d": "700"},
+        no_setuid=["/usr/bin/at"],
     )  # fmt: skip
+    done = sh(command, path_first=tmp_path)
     assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines() == [
         "chown root:root /etc/crontab",
         "chmod 600 /etc/crontab",
+        "chown root:root /etc/cron.d",
+        "chmod 700 /etc/cron.d",
         "dpkg-statoverride --update --force-statoverride-add --add root root 0755 /usr/bin/at",
         "chmod u-s,g-s /usr/bin/at",
     ]
@@ -268,13 +221,7 @@ def test_fail2ban_is_enabled_only_when_it_is_not(
     monkeypatch.setattr(operations, "host", fake)
     cmds = list(fail2ban.jail_config._inner(content="[sshd]\n", jails=["sshd"]))
     restart = next(str(c) for c in cmds if "restart fail2ban" in str(c))
-    done = subprocess.run(
-        ["sh", "-c", restart],
-        env={"PATH": f"{tmp_path}:{os.environ['PATH']}"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = sh(restart, path_first=tmp_path)
     assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines() == calls
 
@@ -292,18 +239,10 @@ def test_debconf_answers_reach_debconf_before_apt_installs(
         )
     ]
     log = tmp_path / "calls"
-    for program in ("debconf-set-selections", "apt-get", "touch", "install"):
-        stub = tmp_path / program
-        stub.write_text(f'#!/bin/sh\necho "{program} $*" >> {log}\n')
-        stub.chmod(0o755)
+    stub_programs(tmp_path, log, apt_get=0, touch=0, install=0)
     (tmp_path / "debconf-set-selections").write_text(f"#!/bin/sh\ncat >> {log}\n")
-    done = subprocess.run(
-        ["sh", "-c", command],
-        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    (tmp_path / "debconf-set-selections").chmod(0o755)
+    done = sh(command, path_first=tmp_path)
     assert done.returncode == 0, done.stderr
     calls = log.read_text().splitlines()
     assert calls[0] == "sysstat sysstat/enable boolean true"
@@ -326,6 +265,8 @@ def test_the_upload_directory_is_made_private_in_one_command(
     cmds = list(harden.upload_directory._inner(path=operations.UPLOAD_DIR, user="deploy"))
     assert cmds == wanted
     assert fake.noops == ([] if wanted else ["/var/lib/bulwark/tmp is deploy's alone"])
+    # Asked exactly as the read-ahead reads it: a converged re-run never reads it alone.
+    assert fact_key(PathModes, {"paths": [operations.UPLOAD_DIR]}) in harden.READ_AHEAD
 
 
 FRESH_UFW = ['ENABLED=no', 'LOGLEVEL=low', 'DEFAULT_INPUT_POLICY="DROP"',
