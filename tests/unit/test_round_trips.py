@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyinfra.api import OperationError
 from pyinfra.operations import files
 
 from bulwark.hosts import operations
@@ -296,3 +297,43 @@ def test_ufw_as_declared_needs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(operations, "host", fake)
     assert list(firewall.ufw_rules._inner(rules=["limit 22/tcp"], logging="low")) == []
     assert fake.noops == ["ufw is active with exactly 1 declared rules"]
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [
+        "allow 80/tcp comment 'web; $(touch {marker})'",
+        "allow 80/tcp comment 'web `touch {marker}`'",
+        "allow 80/tcp comment 'web' ; touch {marker}",
+        "allow 80/tcp comment 'web' && touch {marker} #",
+    ],
+)
+def test_ufw_delete_keeps_listed_text_out_of_the_shell(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, listed: str
+) -> None:
+    # `ufw show added` prints rules as shell words, comments quoted; whatever a comment (or a
+    # tampered rules file) holds must reach ufw as its words, never run in root's shell.
+    marker = tmp_path / "ran"
+    rule = listed.format(marker=marker)
+    fake = FakeHost(
+        ["ENABLED=yes", "LOADED=yes", *FRESH_UFW[1:5], "ufw limit 22/tcp", f"ufw {rule}"]
+    )
+    monkeypatch.setattr(firewall, "host", fake)
+    monkeypatch.setattr(operations, "host", fake)
+    (command,) = firewall.ufw_rules._inner(rules=["limit 22/tcp"], logging="low")
+    log = tmp_path / "log"
+    stub_programs(tmp_path, log, ufw=0)
+    done = sh(command, path_first=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
+    assert log.read_text(encoding="utf-8") == f"ufw delete {' '.join(shlex.split(rule))}\n"
+
+
+def test_ufw_rule_that_cannot_be_read_back_stops_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeHost(["ENABLED=yes", "LOADED=yes", *FRESH_UFW[1:5], "ufw allow 80/tcp comment 'x"])
+    monkeypatch.setattr(firewall, "host", fake)
+    monkeypatch.setattr(operations, "host", fake)
+    with pytest.raises(OperationError, match="ufw delete <number>"):
+        list(firewall.ufw_rules._inner(rules=["limit 22/tcp"], logging="low"))

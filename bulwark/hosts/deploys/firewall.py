@@ -3,10 +3,11 @@ exactly the declared ports open, from the declared sources; IPv6 too; logging on
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 from pyinfra import host, logger
-from pyinfra.api import deploy, operation
+from pyinfra.api import OperationError, deploy, operation
 
 from bulwark.hosts.deploys.context import current
 from bulwark.hosts.facts import UfwStatus
@@ -54,7 +55,7 @@ def ufw_rules(rules: list[str], logging: str):  # type: ignore[no-untyped-def]
     state = fact(UfwStatus)
     current = state.rules
     todo = [f"ufw {rule}" for rule in rules if rule not in current]
-    todo += [f"ufw delete {rule}" for rule in current if rule not in rules]
+    todo += [f"ufw delete {_as_words(rule)}" for rule in current if rule not in rules]
     if state.incoming != "deny":
         todo.append("ufw default deny incoming")
     if state.outgoing != "allow":
@@ -69,6 +70,18 @@ def ufw_rules(rules: list[str], logging: str):  # type: ignore[no-untyped-def]
     # One round trip, in this order; a step that fails stops the rest (no enable after a
     # failed allow).
     yield " && ".join(todo)
+
+
+def _as_words(rule: str) -> str:
+    """A rule as `ufw show added` printed it (shell words: a comment comes quoted), re-quoted
+    word by word, so nothing in it (a comment someone wrote) reaches root's shell as code."""
+    try:
+        return shlex.join(shlex.split(rule))
+    except ValueError as err:
+        raise OperationError(
+            f"ufw lists a rule bulwark cannot read back ({err}): {rule!r}; "
+            "remove it by hand with `ufw delete <number>` (see `ufw status numbered`)"
+        ) from err
 
 
 def service_ports(conf: HardenSettings) -> list[tuple[int, tuple[str, ...]]]:
