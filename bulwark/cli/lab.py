@@ -64,7 +64,7 @@ def lab_up(
     ensure_tools()
     try:
         with board("lab up", [spec.name or f"a {spec.distro} VM"]) as shown:
-            vm = lab.start(spec, detach=True, progress=shown.say)
+            vm = lab.start(spec, detach=True, pin_keys=True, progress=shown.say)
             shown.finish(spec.name or f"a {spec.distro} VM")
     except KeyboardInterrupt:
         interrupted_line(": the VM being started was stopped and its files removed")
@@ -177,7 +177,7 @@ def lab_ssh(
     cmd = [
         "ssh", "-p", str(vm.ssh_port), "-i", str(key or vm.root_key_path),
         "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={vm.known_hosts}",
-        "-o", "StrictHostKeyChecking=accept-new", f"{user}@127.0.0.1", *ctx.args,
+        "-o", "StrictHostKeyChecking=yes", f"{user}@127.0.0.1", *ctx.args,
     ]  # fmt: skip
     os.execvp("ssh", cmd)  # noqa: S606 - replaces this process with the user's ssh client
 

@@ -230,12 +230,20 @@ def _write_secret(path: Path, text: str) -> None:
         f.write(text)
 
 
-def start(spec: VMSpec, *, detach: bool = False, progress: Progress | None = None) -> LabVM:
+def start(
+    spec: VMSpec,
+    *,
+    detach: bool = False,
+    pin_keys: bool = False,
+    progress: Progress | None = None,
+) -> LabVM:
     """Boot a fresh VM and return once its sshd answers.
 
     `detach=False` ties qemu to this process (it dies if we die), as tests and the demo want;
-    `detach=True` leaves it running for `lab down`. On any failure, including Ctrl-C, the VM is
-    stopped and its files removed.
+    `detach=True` leaves it running for `lab down`. `pin_keys` pins the guest's host keys in its
+    known_hosts, checked against its console (`lab up`; the demo and the tests leave that to
+    bootstrap's first contact, which they check against the console themselves). On any failure,
+    including Ctrl-C, the VM is stopped and its files removed.
     """
     say = progress or (lambda _msg: None)
     say(f"preparing the {spec.distro} image")
@@ -253,6 +261,9 @@ def start(spec: VMSpec, *, detach: bool = False, progress: Progress | None = Non
         say(f"booting {name} ({accel.upper()}); waiting for sshd on 127.0.0.1:{vm.ssh_port}")
         _wait_for_ssh(vm)
         vm.host_key_fingerprints = _host_keys_from_console(vm)
+        if pin_keys:
+            say(f"pinning {name}'s host keys, checked against its console")
+            pin_host_keys(vm)
         vm.save()
     except BaseException:
         stop(vm)
@@ -361,6 +372,45 @@ def _host_keys_from_console(vm: LabVM) -> dict[str, str]:
     """
     text = (vm.directory / "console.log").read_text(errors="replace")
     return {m.group(2): m.group(1) for m in HOST_KEY_LINE.finditer(text)}
+
+
+def pin_host_keys(vm: LabVM) -> list[str]:
+    """Pin the guest's host keys in `vm.known_hosts`, checked out of band: each key ssh-keyscan
+    is offered must have a fingerprint the guest printed on its console at first boot (as a
+    provider's console shows them), or nothing is pinned. `lab ssh`, and inventories naming the
+    file, then start from keys nobody had to trust on first use. Returns the pinned key types."""
+    from paramiko.hostkeys import HostKeyEntry  # noqa: PLC0415 - `lab list` loads no SSH code
+
+    from bulwark.hosts.keys import fingerprint  # noqa: PLC0415
+    from bulwark.hosts.ssh import KnownHosts  # noqa: PLC0415
+
+    scan = subprocess.run(
+        ["ssh-keyscan", "-T", "10", "-p", str(vm.ssh_port), "127.0.0.1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    entries = [
+        entry
+        for line in scan.stdout.splitlines()
+        if line.strip() and not line.startswith("#")
+        if (entry := HostKeyEntry.from_line(line)) is not None and entry.key is not None
+    ]
+    if not entries:
+        detail = scan.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise LabError(f"ssh-keyscan got no host key from lab VM {vm.name}: {detail[0]}")
+    printed = set(vm.host_key_fingerprints.values())
+    for entry in entries:
+        if fingerprint(entry.key) not in printed:
+            raise LabError(
+                f"lab VM {vm.name} offered a {entry.key.get_name()} host key "
+                f"({fingerprint(entry.key)}) its console never printed: nothing pinned; "
+                f"stop it with `bulwark lab down {vm.name}`"
+            )
+    known = KnownHosts(vm.known_hosts)
+    have = {key.get_base64() for key in known.keys_for(vm.target).values()}
+    for entry in entries:
+        if entry.key.get_base64() not in have:
+            known.pin(vm.target.known_hosts_name, entry.key)
+    return [entry.key.get_name() for entry in entries]
 
 
 def stop(vm: LabVM, *, timeout: float = 10.0) -> None:

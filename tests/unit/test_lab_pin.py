@@ -1,0 +1,88 @@
+"""`bulwark lab up` pins a guest's host keys only when its console printed their fingerprints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from bulwark.errors import LabError
+from bulwark.hosts.keys import KeyPair, ensure_key
+from bulwark.lab.vm import LabVM, pin_host_keys
+
+PORT = 2299
+
+
+def keyscan_prints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stdout: str) -> Path:
+    """A stand-in ssh-keyscan on PATH: logs its arguments, prints `stdout`, and on stderr the
+    banner comment the real one prints."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "out").write_text(stdout, encoding="utf-8")
+    log = tmp_path / "args"
+    program = bin_dir / "ssh-keyscan"
+    program.write_text(
+        f'#!/bin/sh\necho "$*" > {log}\ncat {bin_dir / "out"}\n'
+        f'echo "# 127.0.0.1:{PORT} SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3" >&2\n',
+        encoding="utf-8",
+    )
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return log
+
+
+def guest(tmp_path: Path, *printed: KeyPair) -> LabVM:
+    directory = tmp_path / "vm"
+    directory.mkdir()
+    return LabVM(
+        "lab1", "bookworm", "key", directory, 0, PORT, "tcg",
+        host_key_fingerprints={f"T{n}": k.fingerprint for n, k in enumerate(printed)},
+    )  # fmt: skip
+
+
+def scanned(*keys: KeyPair) -> str:
+    return "".join(f"[127.0.0.1]:{PORT} {k.public_line.split()[0]} {k.public_line.split()[1]}\n"
+                   for k in keys)  # fmt: skip
+
+
+def test_keys_the_console_printed_are_pinned_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, _ = ensure_key(tmp_path / "host_ed25519")
+    vm = guest(tmp_path, key)
+    log = keyscan_prints(monkeypatch, tmp_path, f"# a comment\n\n{scanned(key)}")
+    assert pin_host_keys(vm) == ["ssh-ed25519"]
+    assert log.read_text(encoding="utf-8").split() == ["-T", "10", "-p", str(PORT), "127.0.0.1"]
+    # OpenSSH's own form, found under the name ssh and paramiko look up for this port.
+    found = paramiko.HostKeys(str(vm.known_hosts)).lookup(f"[127.0.0.1]:{PORT}")
+    assert found is not None
+    assert found["ssh-ed25519"].get_base64() == key.public_line.split()[1]
+    pin_host_keys(vm)  # again: nothing added
+    assert len(vm.known_hosts.read_text(encoding="utf-8").splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["alone", "beside a genuine key"])
+def test_a_key_the_console_never_printed_pins_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, where: str
+) -> None:
+    genuine, _ = ensure_key(tmp_path / "host_ed25519")
+    impostor, _ = ensure_key(tmp_path / "impostor")
+    vm = guest(tmp_path, genuine)
+    offered = scanned(impostor) if where == "alone" else scanned(genuine, impostor)
+    keyscan_prints(monkeypatch, tmp_path, offered)
+    with pytest.raises(LabError, match=r"console never printed: nothing pinned; stop it with"):
+        pin_host_keys(vm)
+    assert not vm.known_hosts.exists()
+
+
+def test_no_key_offered_is_an_error_naming_what_keyscan_said(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, _ = ensure_key(tmp_path / "host_ed25519")
+    vm = guest(tmp_path, key)
+    keyscan_prints(monkeypatch, tmp_path, "")
+    with pytest.raises(LabError, match="ssh-keyscan got no host key from lab VM lab1: # 127"):
+        pin_host_keys(vm)
+    assert not vm.known_hosts.exists()
