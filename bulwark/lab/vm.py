@@ -379,7 +379,7 @@ def pin_host_keys(vm: LabVM) -> list[str]:
     is offered must have a fingerprint the guest printed on its console at first boot (as a
     provider's console shows them), or nothing is pinned. `lab ssh`, and inventories naming the
     file, then start from keys nobody had to trust on first use. Returns the pinned key types."""
-    from paramiko.hostkeys import HostKeyEntry  # noqa: PLC0415 - `lab list` loads no SSH code
+    from paramiko.hostkeys import HostKeyEntry, InvalidHostKey  # noqa: PLC0415 - `lab list` loads no SSH code
 
     from bulwark.hosts.keys import fingerprint  # noqa: PLC0415
     from bulwark.hosts.ssh import KnownHosts  # noqa: PLC0415
@@ -388,12 +388,17 @@ def pin_host_keys(vm: LabVM) -> list[str]:
         ["ssh-keyscan", "-T", "10", "-p", str(vm.ssh_port), "127.0.0.1"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    entries = [
-        entry
-        for line in scan.stdout.splitlines()
-        if line.strip() and not line.startswith("#")
-        if (entry := HostKeyEntry.from_line(line)) is not None and entry.key is not None
-    ]
+    try:
+        entries = [
+            entry
+            for line in scan.stdout.splitlines()
+            if line.strip() and not line.startswith("#")
+            if (entry := HostKeyEntry.from_line(line)) is not None and entry.key is not None
+        ]
+    except InvalidHostKey as err:
+        raise LabError(
+            f"ssh-keyscan printed a line that is no host key for {vm.name}: {err}"
+        ) from None
     if not entries:
         detail = scan.stderr.strip().splitlines()[-1:] or ["no output"]
         raise LabError(f"ssh-keyscan got no host key from lab VM {vm.name}: {detail[0]}")

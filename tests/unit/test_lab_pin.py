@@ -77,6 +77,17 @@ def test_a_key_the_console_never_printed_pins_nothing(
     assert not vm.known_hosts.exists()
 
 
+def test_a_garbled_keyscan_line_is_an_error_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, _ = ensure_key(tmp_path / "host_ed25519")
+    vm = guest(tmp_path, key)
+    keyscan_prints(monkeypatch, tmp_path, f"[127.0.0.1]:{PORT} ssh-ed25519 not*base64\n")
+    with pytest.raises(LabError, match="ssh-keyscan printed a line that is no host key for lab1"):
+        pin_host_keys(vm)
+    assert not vm.known_hosts.exists()
+
+
 def test_no_key_offered_is_an_error_naming_what_keyscan_said(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
