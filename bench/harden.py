@@ -13,6 +13,10 @@ from the stamps in harden's log).
 --floor times, side by side with the same baseline, bulwark's package install alone (its first
 run's one apt transaction, as root, nothing else): the part of the first run that no saving in
 bulwark's own round trips or checks can take away, so the lowest ratio its package set allows.
+
+--lean (with or without --floor) turns off every setting that installs a package (LEAN: the
+accounts' PAM modules, auditd, accounting, package checks, AIDE, chkrootkit), to measure what
+that depth costs a first run against the same baseline.
 """
 
 from __future__ import annotations
@@ -64,6 +68,19 @@ dpkg-reconfigure -f noninteractive unattended-upgrades
 """
 
 
+# Every setting that adds a package to the install (packages.optional), off.
+LEAN: dict[str, dict[str, bool]] = {
+    "accounts": {"pam_tmpdir": False, "password_quality": False},
+    "audit": {
+        "auditd": False,
+        "accounting": False,
+        "package_checks": False,
+        "file_integrity": False,
+        "rootkit_scan": False,
+    },
+}
+SETTINGS: dict[str, dict[str, bool]] = {}  # the bulwark settings of this run: {} or LEAN
+
 STEPS: dict[str, list[tuple[str, float]]] = {}
 
 
@@ -92,7 +109,8 @@ def bulwark_arm(vm: lab.LabVM, times: dict[str, float]) -> None:
     bootstrap(vm.target, vm.root_login(), DeployUser(), key, TrustStore(vm.directory))
     times["bootstrap"] = time.monotonic() - start
     inv = write_inventory(
-        vm.directory / "inventory.py", {"bench": host_data(vm, user="deploy", key=key.path)}
+        vm.directory / "inventory.py",
+        {"bench": host_data(vm, user="deploy", key=key.path, bulwark=SETTINGS)},
     )
     times["bulwark"] = time.monotonic() - start + timed_harden(inv, rerun=False, steps="first run")
 
@@ -109,7 +127,7 @@ def floor_arm(vm: lab.LabVM, times: dict[str, float]) -> None:
     """The install alone, as bare as it gets: bulwark's packages (default settings) and the
     upgrade in the one apt transaction its first run uses, nothing else - the part of bulwark's
     first run no round trip or check of its own can take away."""
-    conf = HardenSettings()
+    conf = HardenSettings.model_validate(SETTINGS)
     names = " ".join([*PACKAGES, *optional(conf)])
     script = (
         "set -e\nexport DEBIAN_FRONTEND=noninteractive\n"
@@ -152,6 +170,7 @@ def floor(spec: lab.VMSpec) -> None:
     with side_by_side(spec, times, floor_arm, "floor") as vm_a:
         pass
     print(f"distro:                    {spec.distro} (lab VM, {vm_a.accel.upper()})")
+    print(f"bulwark settings:          {'LEAN' if SETTINGS else 'defaults'}")
     print(f"bash baseline:             {times['baseline']:7.1f} s")
     print(f"bulwark's install alone:   {times['floor']:7.1f} s")
     ratio = times["floor"] / times["baseline"]
@@ -165,7 +184,14 @@ def main() -> None:
         "--floor", action="store_true",
         help="time bulwark's package install alone against the baseline, side by side",
     )  # fmt: skip
+    parser.add_argument(
+        "--lean", action="store_true",
+        help="every setting that installs a package off (LEAN), to measure what depth costs",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.lean:
+        SETTINGS.update(LEAN)
+        assert not optional(HardenSettings.model_validate(LEAN)), "LEAN leaves a package on"
     spec = lab.VMSpec(distro=args.distro)
     if args.floor:
         floor(spec)
@@ -182,6 +208,7 @@ def main() -> None:
             ]
 
     print(f"distro:                    {args.distro} (lab VM, {vm_a.accel.upper()})")
+    print(f"bulwark settings:          {'LEAN' if SETTINGS else 'defaults'}")
     print(f"bash baseline:             {times['baseline']:7.1f} s")
     print(f"bulwark bootstrap+harden:  {times['bulwark']:7.1f} s")
     print(
