@@ -407,8 +407,7 @@ def pin_host_keys(vm: LabVM) -> list[str]:
         if fingerprint(entry.key) not in printed:
             raise LabError(
                 f"lab VM {vm.name} offered a {entry.key.get_name()} host key "
-                f"({fingerprint(entry.key)}) its console never printed: nothing pinned; "
-                f"stop it with `bulwark lab down {vm.name}`"
+                f"({fingerprint(entry.key)}) its console never printed: nothing pinned"
             )
     known = KnownHosts(vm.known_hosts)
     have = {key.get_base64() for key in known.keys_for(vm.target).values()}
