@@ -31,6 +31,8 @@ from bulwark.lab.image import DEFAULT_DISTRO, Image, Recipe, ensure_image
 from bulwark.lab.ports import lab_dir
 
 if TYPE_CHECKING:
+    import paramiko
+
     from bulwark.hosts.ssh import Login, Target
 
 Auth = Literal["key", "password"]
@@ -40,6 +42,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 BOOT_TIMEOUT = 300.0  # TCG on a loaded 2-core machine; a KVM boot takes a few seconds
 HOST_KEY_LINE = re.compile(r"bulwark-lab host key: \d+ (SHA256:\S+) .*\((\w+)\)")
 PR_SET_PDEATHSIG = 1
+KEYSCAN_TRIES = 3  # ssh-keyscan rounds for host key types a busy guest did not answer in time
 
 
 @dataclass(frozen=True)
@@ -378,43 +381,63 @@ def pin_host_keys(vm: LabVM) -> list[str]:
     """Pin the guest's host keys in `vm.known_hosts`, checked out of band: each key ssh-keyscan
     is offered must have a fingerprint the guest printed on its console at first boot (as a
     provider's console shows them), or nothing is pinned. `lab ssh`, and inventories naming the
-    file, then start from keys nobody had to trust on first use. Returns the pinned key types."""
-    from paramiko.hostkeys import HostKeyEntry, InvalidHostKey  # noqa: PLC0415 - `lab list` loads no SSH code
-
-    from bulwark.hosts.keys import fingerprint  # noqa: PLC0415
+    file, then start from keys nobody had to trust on first use. A busy machine can leave a
+    guest's key exchange slower than keyscan waits: the types still missing are asked for again
+    (KEYSCAN_TRIES in all). Returns the pinned key types."""
+    from bulwark.hosts.keys import fingerprint  # noqa: PLC0415 - `lab list` loads no SSH code
     from bulwark.hosts.ssh import KnownHosts  # noqa: PLC0415
 
-    scan = subprocess.run(
-        ["ssh-keyscan", "-T", "10", "-p", str(vm.ssh_port), "127.0.0.1"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    try:
-        entries = [
-            entry
-            for line in scan.stdout.splitlines()
-            if line.strip() and not line.startswith("#")
-            if (entry := HostKeyEntry.from_line(line)) is not None and entry.key is not None
-        ]
-    except InvalidHostKey as err:
+    printed = vm.host_key_fingerprints
+    if not printed:
         raise LabError(
-            f"ssh-keyscan printed a line that is no host key for {vm.name}: {err}"
-        ) from None
-    if not entries:
-        detail = scan.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise LabError(f"ssh-keyscan got no host key from lab VM {vm.name}: {detail[0]}")
-    printed = set(vm.host_key_fingerprints.values())
-    for entry in entries:
-        if fingerprint(entry.key) not in printed:
-            raise LabError(
-                f"lab VM {vm.name} offered a {entry.key.get_name()} host key "
-                f"({fingerprint(entry.key)}) its console never printed: nothing pinned"
-            )
+            f"lab VM {vm.name} printed no host key fingerprints: nothing to check keys by"
+        )
+    found: dict[str, paramiko.PKey] = {}
+    detail = "no output"
+    for _try in range(KEYSCAN_TRIES):
+        missing = sorted(kind.lower() for kind, fp in printed.items() if fp not in found)
+        if not missing:
+            break
+        scan = subprocess.run(
+            ["ssh-keyscan", "-T", "60", "-t", ",".join(missing), "-p", str(vm.ssh_port),
+             "127.0.0.1"],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        detail = (scan.stderr.strip().splitlines() or [detail])[-1]
+        for key in _scanned_keys(vm, scan.stdout):
+            if fingerprint(key) not in printed.values():
+                raise LabError(
+                    f"lab VM {vm.name} offered a {key.get_name()} host key "
+                    f"({fingerprint(key)}) its console never printed: nothing pinned"
+                )
+            found[fingerprint(key)] = key
+    if not found:
+        raise LabError(f"ssh-keyscan got no host key from lab VM {vm.name}: {detail}")
     known = KnownHosts(vm.known_hosts)
     have = {key.get_base64() for key in known.keys_for(vm.target).values()}
-    for entry in entries:
-        if entry.key.get_base64() not in have:
-            known.pin(vm.target.known_hosts_name, entry.key)
-    return [entry.key.get_name() for entry in entries]
+    for key in found.values():
+        if key.get_base64() not in have:
+            known.pin(vm.target.known_hosts_name, key)
+    return [key.get_name() for key in found.values()]
+
+
+def _scanned_keys(vm: LabVM, output: str) -> list[paramiko.PKey]:
+    """The keys in ssh-keyscan's known_hosts lines (types paramiko cannot read are skipped)."""
+    from paramiko.hostkeys import HostKeyEntry, InvalidHostKey  # noqa: PLC0415
+
+    keys = []
+    for line in output.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        try:
+            entry = HostKeyEntry.from_line(line)
+        except InvalidHostKey as err:
+            raise LabError(
+                f"ssh-keyscan printed a line that is no host key for {vm.name}: {err}"
+            ) from None
+        if entry is not None and entry.key is not None:
+            keys.append(entry.key)
+    return keys
 
 
 def stop(vm: LabVM, *, timeout: float = 10.0) -> None:

@@ -10,21 +10,25 @@ import pytest
 
 from bulwark.errors import LabError
 from bulwark.hosts.keys import KeyPair, ensure_key
-from bulwark.lab.vm import LabVM, pin_host_keys
+from bulwark.lab.vm import KEYSCAN_TRIES, LabVM, pin_host_keys
 
 PORT = 2299
+KINDS = ("ED25519", "RSA")  # as the console names them; the stand-in keys are all ed25519
 
 
-def keyscan_prints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stdout: str) -> Path:
-    """A stand-in ssh-keyscan on PATH: logs its arguments, prints `stdout`, and on stderr the
-    banner comment the real one prints."""
+def keyscan_prints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *rounds: str) -> Path:
+    """A stand-in ssh-keyscan on PATH: each call logs its arguments (a line) and prints the next
+    of `rounds` (the last one again once they run out), with the banner comment the real one
+    prints on stderr."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "out").write_text(stdout, encoding="utf-8")
+    for n, out in enumerate(rounds, 1):
+        (bin_dir / f"out{n}").write_text(out, encoding="utf-8")
     log = tmp_path / "args"
     program = bin_dir / "ssh-keyscan"
     program.write_text(
-        f'#!/bin/sh\necho "$*" > {log}\ncat {bin_dir / "out"}\n'
+        f'#!/bin/sh\necho "$*" >> {log}\nn=$(wc -l < {log})\n'
+        f'[ "$n" -le {len(rounds)} ] || n={len(rounds)}\ncat {bin_dir}/out$n\n'
         f'echo "# 127.0.0.1:{PORT} SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3" >&2\n',
         encoding="utf-8",
     )
@@ -36,10 +40,10 @@ def keyscan_prints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stdout: str)
 def guest(tmp_path: Path, *printed: KeyPair) -> LabVM:
     directory = tmp_path / "vm"
     directory.mkdir()
+    fingerprints = {kind: k.fingerprint for kind, k in zip(KINDS, printed, strict=False)}
     return LabVM(
-        "lab1", "bookworm", "key", directory, 0, PORT, "tcg",
-        host_key_fingerprints={f"T{n}": k.fingerprint for n, k in enumerate(printed)},
-    )  # fmt: skip
+        "lab1", "bookworm", "key", directory, 0, PORT, "tcg", host_key_fingerprints=fingerprints
+    )
 
 
 def scanned(*keys: KeyPair) -> str:
@@ -54,7 +58,9 @@ def test_keys_the_console_printed_are_pinned_once(
     vm = guest(tmp_path, key)
     log = keyscan_prints(monkeypatch, tmp_path, f"# a comment\n\n{scanned(key)}")
     assert pin_host_keys(vm) == ["ssh-ed25519"]
-    assert log.read_text(encoding="utf-8").split() == ["-T", "10", "-p", str(PORT), "127.0.0.1"]
+    assert log.read_text(encoding="utf-8").split() == [
+        "-T", "60", "-t", "ed25519", "-p", str(PORT), "127.0.0.1"
+    ]  # fmt: skip
     # OpenSSH's own form, found under the name ssh and paramiko look up for this port.
     found = paramiko.HostKeys(str(vm.known_hosts)).lookup(f"[127.0.0.1]:{PORT}")
     assert found is not None
@@ -77,6 +83,23 @@ def test_a_key_the_console_never_printed_pins_nothing(
     assert not vm.known_hosts.exists()
 
 
+def test_types_a_busy_guest_did_not_answer_are_asked_for_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    first, _ = ensure_key(tmp_path / "host_ed25519")
+    second, _ = ensure_key(tmp_path / "host_other")
+    vm = guest(tmp_path, first, second)
+    log = keyscan_prints(monkeypatch, tmp_path, scanned(first), "", scanned(second))
+    assert pin_host_keys(vm) == ["ssh-ed25519", "ssh-ed25519"]
+    asked = [line.split()[3] for line in log.read_text(encoding="utf-8").splitlines()]
+    assert asked == ["ed25519,rsa", "rsa", "rsa"]
+    found = paramiko.HostKeys(str(vm.known_hosts)).lookup(f"[127.0.0.1]:{PORT}")
+    assert found is not None
+    pinned = vm.known_hosts.read_text(encoding="utf-8")
+    assert first.public_line.split()[1] in pinned
+    assert second.public_line.split()[1] in pinned
+
+
 def test_a_garbled_keyscan_line_is_an_error_not_a_crash(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -93,7 +116,15 @@ def test_no_key_offered_is_an_error_naming_what_keyscan_said(
 ) -> None:
     key, _ = ensure_key(tmp_path / "host_ed25519")
     vm = guest(tmp_path, key)
-    keyscan_prints(monkeypatch, tmp_path, "")
+    log = keyscan_prints(monkeypatch, tmp_path, "")
     with pytest.raises(LabError, match="ssh-keyscan got no host key from lab VM lab1: # 127"):
+        pin_host_keys(vm)
+    assert not vm.known_hosts.exists()
+    assert len(log.read_text(encoding="utf-8").splitlines()) == KEYSCAN_TRIES
+
+
+def test_a_console_without_fingerprints_pins_nothing(tmp_path: Path) -> None:
+    vm = guest(tmp_path)
+    with pytest.raises(LabError, match="printed no host key fingerprints"):
         pin_host_keys(vm)
     assert not vm.known_hosts.exists()
