@@ -342,7 +342,7 @@ class Mount:
     options: tuple[str, ...] = ()
 
 
-class TmpfsMounts(FactBase[dict[str, Mount]]):
+class MountStates(FactBase[dict[str, Mount]]):
     """For each path: its /etc/fstab line and its live mount (type and options), in one
     command. A path that is in neither is absent from the answer."""
 

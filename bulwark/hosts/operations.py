@@ -67,6 +67,8 @@ SHARED_FILES = frozenset(
         "/etc/aide/aide.conf",
         "/etc/systemd/system/bulwark-aide-check.service",
         "/etc/systemd/system/bulwark-aide-check.timer",
+        "/etc/systemd/system/systemd-logind.service.d/bulwark-hidepid.conf",
+        "/etc/systemd/system/polkit.service.d/bulwark-hidepid.conf",
     }
 )
 # A follow-up check (ConfigFile.then) leaves a stamp when it passes: a check that failed once
@@ -92,7 +94,7 @@ def _once(kind: str, read: Callable[[], T]) -> T:
     return result
 
 
-def _forget(kind: str) -> None:
+def forget(kind: str) -> None:
     _read_once.pop((id(host.state), host.name, kind), None)
 
 
@@ -247,7 +249,7 @@ def config_files(files: list[ConfigFile]):  # type: ignore[no-untyped-def]
     todo = [f for f in files if states.get(f.dest) != f.state]
     changed = len(todo)
     if todo:
-        _forget("files")
+        forget("files")
         yield from put_files(todo)
     for f in todo:
         if f.then and f.then not in due:
@@ -259,7 +261,7 @@ def config_files(files: list[ConfigFile]):  # type: ignore[no-untyped-def]
         if stamp is None:
             yield then
             continue
-        _forget("files")
+        forget("files")
         yield (
             f"{{ {then}; }} && install -d -m 700 {CHECKED_DIR} && "
             f"printf '%s' {shlex.quote(stamp.content)} > {stamp.dest} && chmod 600 {stamp.dest}"
@@ -381,7 +383,7 @@ def units_running(units: list[str]):  # type: ignore[no-untyped-def]
     if not todo:
         host.noop(f"{', '.join(units)} enabled and active")
         return
-    _forget("units")
+    forget("units")
     # `enable` only for units that are not: it reloads systemd, and for a unit that also has
     # an init script runs update-rc.d, which reloads it again (6 s for fail2ban on a small
     # host). One command for all: a unit only stopped is started.

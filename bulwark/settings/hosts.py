@@ -315,6 +315,13 @@ class KernelSettings(BaseModel):
         default=True,
         description="Mount /tmp and /dev/shm with nodev,nosuid,noexec.",
     )
+    hide_processes: bool = Field(
+        default=True,
+        description="/proc mounted hidepid=invisible: each user sees only their own processes "
+        "(another's command line can hold a secret); root and the group `proc` see all, and "
+        "systemd-logind and polkit get that group. Add a monitoring agent's user to `proc`, or "
+        "false where users must see each other's processes (false leaves /proc as it is).",
+    )
     umask: str = Field(default="027", pattern="^0[0-7]{2}$", description="login.defs UMASK.")
 
 

@@ -101,6 +101,11 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         "moduli": "awk '$1 !~ /^#/ {print $5}' /etc/ssh/moduli 2>/dev/null | sort -n | head -1",
         "sysctl": "sysctl -a 2>/dev/null",
         "mounts": "cat /proc/mounts",
+        # The groups the running systemd-logind holds (none printed when it is not running).
+        "logind-groups": (
+            "grep -h '^Groups:' /proc/$(systemctl show -p MainPID --value "
+            "systemd-logind.service 2>/dev/null)/status 2>/dev/null; true"
+        ),
         "ufw": "ufw status verbose 2>&1",
         # One Python start asks the running server everything (fail2ban-client would cost one
         # start per question, about a second each on a small or emulated host).

@@ -19,10 +19,10 @@ from typing import Any
 import paramiko
 import pytest
 
-from bulwark.errors import AuthError
+from bulwark.errors import AuthError, ConnectError
 from bulwark.hosts.bootstrap import TrustStore, bootstrap
 from bulwark.hosts.keys import KeyPair, ensure_key
-from bulwark.hosts.ssh import Login, Session, connect
+from bulwark.hosts.ssh import KnownHosts, Login, Session, Target, connect
 from bulwark.lab.pytest_plugin import Boot
 from bulwark.lab.vm import LabVM
 from bulwark.settings.hosts import DeployUser
@@ -194,6 +194,30 @@ def test_fail2ban_and_sysctl_and_mounts(shell: Session, hardened: object) -> Non
     mounts = shell.run("findmnt -no OPTIONS /tmp; findmnt -no OPTIONS /dev/shm").stdout.split()
     for options in mounts:
         assert {"nodev", "nosuid", "noexec"} <= set(options.split(","))
+
+
+AS_NOBODY = "setpriv --reuid=nobody --regid=nogroup"
+SEES_PID_1 = "sh -c 'test -e /proc/1 && echo seen || echo hidden'"
+
+
+def pid_1_as_seen(shell: Session) -> list[str]:
+    """Whether PID 1 is visible to an unprivileged account, then to one in the group proc."""
+    return shell.run(
+        f"{AS_NOBODY} --clear-groups {SEES_PID_1}; {AS_NOBODY} --groups=proc {SEES_PID_1}",
+        sudo=True,
+    ).stdout.split()
+
+
+def test_other_users_processes_are_hidden_but_not_from_the_proc_group(
+    shell: Session, hardened: object
+) -> None:
+    assert pid_1_as_seen(shell) == ["hidden", "seen"]
+    logind = shell.run(
+        "grep '^Groups:' /proc/$(systemctl show -p MainPID --value systemd-logind)/status; "
+        "getent group proc | cut -d: -f3",
+        sudo=True,
+    ).stdout.split()
+    assert logind[-1] in logind[1:-1], logind  # logind holds the exempt group
 
 
 def test_second_run_changes_nothing(
@@ -483,3 +507,46 @@ def test_fail2ban_bans_a_brute_forcer_then_lets_it_back(vm: LabVM, operator: Key
                 raise
             time.sleep(10)
     assert re.search(r"Total banned:\s+[1-9]", status), status
+
+
+BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
+
+
+def after_reboot(target: Target, login: Login, known_hosts: KnownHosts, before: str) -> Session:
+    """A session on the host once it has booted again (a boot id other than `before`)."""
+    deadline, last = time.monotonic() + 300, "(no attempt)"
+    while time.monotonic() < deadline:
+        try:
+            s = connect(target, login, known_hosts, timeout=10, retries=0)
+            if s.run(BOOT_ID).stdout.strip() != before:
+                return s
+            s.close()
+            last = "not rebooted yet"
+        except (ConnectError, AuthError) as exc:  # down, booting, or cut by the reboot
+            last = str(exc)
+        time.sleep(10)
+    pytest.fail(f"the hardened host did not come back in 300 s: {last}")
+
+
+def test_a_hardened_host_reboots_reachable_with_its_hardening_in_force(
+    vm: LabVM, operator: KeyPair
+) -> None:
+    """What harden applied live is also what the host boots with: fstab's /proc and tmpfs
+    lines, sysctl, the firewall and fail2ban, sshd on the moved port, no unit failed."""
+    known_hosts = TrustStore(vm.directory).known_hosts
+    login = Login("deploy", key=operator)
+    target = Target("127.0.0.1", vm.port(2222))
+    with connect(target, login, known_hosts) as s:
+        before = s.run(BOOT_ID).stdout.strip()
+        s.run("systemd-run --on-active=2 systemctl reboot", sudo=True)
+    with after_reboot(target, login, known_hosts, before) as s:
+        state = s.run("systemctl is-system-running --wait", check=False).stdout.strip()
+        assert state == "running", s.run("systemctl --failed --no-legend").stdout
+        assert pid_1_as_seen(s) == ["hidden", "seen"]
+        for path in ("/proc", "/tmp", "/dev/shm"):
+            options = s.run(f"findmnt -no OPTIONS {path}").stdout.strip().split(",")
+            assert {"nodev", "nosuid", "noexec"} <= set(options), (path, options)
+        assert s.run("sysctl -n kernel.kptr_restrict", sudo=True).stdout.strip() == "2"
+        assert "Status: active" in s.run("ufw status", sudo=True).stdout
+        assert s.run("systemctl is-active fail2ban auditd").stdout.split() == ["active"] * 2
+        assert "port 2222" in s.run("sshd -T", sudo=True).stdout

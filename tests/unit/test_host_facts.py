@@ -23,13 +23,13 @@ from bulwark.hosts.facts import (
     Login,
     LoginContext,
     Mount,
+    MountStates,
     OpensshVersion,
     Sshd,
     SshdDropinDirectives,
     SshdState,
     SshHostKeys,
     SshSocketActivated,
-    TmpfsMounts,
     Ufw,
     UfwStatus,
     UnitStates,
@@ -174,7 +174,7 @@ def test_tmpfs_mounts_join_fstab_and_live_mounts() -> None:
         "tmpfs /tmp tmpfs rw,nosuid,nodev,noexec,relatime,size=252000k 0 0",
         "tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0",
     ]
-    state = TmpfsMounts().process(output)
+    state = MountStates().process(output)
     assert (state["/tmp"].fstab or "").startswith("tmpfs /tmp tmpfs rw,nodev")
     assert "noexec" in state["/tmp"].options
     assert state["/dev/shm"] == Mount(fstab=None, type="tmpfs", options=("rw", "nosuid", "nodev"))

@@ -16,7 +16,7 @@ from pyinfra.operations import files
 
 from bulwark.hosts import operations
 from bulwark.hosts.deploys import fail2ban, firewall, harden, kernel
-from bulwark.hosts.facts import SECTION, PathModes, TmpfsMounts, UnitStates, fact_key
+from bulwark.hosts.facts import SECTION, MountStates, PathModes, UnitStates, fact_key
 from tests.unit.fakes import FakeHost, sh, stub_programs
 
 FSTAB = """\
@@ -121,7 +121,7 @@ def test_under_diff_lines_go_through_files_line_with_extended_regexes(
 def test_fstab_as_edited_reads_back_as_wanted_and_needs_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # only_line's edit, read back by the fact the operation asks (TmpfsMounts, through sh):
+    # only_line's edit, read back by the fact the operation asks (MountStates, through sh):
     # the next run changes nothing.
     fstab, mounts = tmp_path / "fstab", tmp_path / "mounts"
     fstab.write_text(FSTAB)
@@ -132,7 +132,7 @@ def test_fstab_as_edited_reads_back_as_wanted_and_needs_nothing(
         )
     mounts.write_text("".join(f"tmpfs {p} tmpfs rw,nosuid,nodev,noexec,relatime 0 0\n"
                               for p in kernel.TMPFS_PATHS))  # fmt: skip
-    command = TmpfsMounts().command(paths=list(kernel.TMPFS_PATHS))
+    command = MountStates().command(paths=list(kernel.TMPFS_PATHS))
     read = sh(command.replace("/etc/fstab", str(fstab)).replace("/proc/mounts", str(mounts)))
     fake = FakeHost(read.stdout.splitlines())
     monkeypatch.setattr(kernel, "host", fake)
@@ -337,3 +337,92 @@ def test_ufw_rule_that_cannot_be_read_back_stops_with_the_fix(
     monkeypatch.setattr(operations, "host", fake)
     with pytest.raises(OperationError, match="ufw delete <number>"):
         list(firewall.ufw_rules._inner(rules=["limit 22/tcp"], logging="low"))
+
+
+class ProcHost(FakeHost):
+    """A host whose /proc mount and drop-in files are as given: MountStates' output, and
+    FileStates' answer for the drop-ins (in place as bulwark writes them, or absent)."""
+
+    def __init__(self, output: list[str], *, dropins: bool) -> None:
+        super().__init__(output)
+        wanted = operations.ConfigFile(kernel.PROC_DROPINS[0], kernel.PROC_DROPIN).state
+        self.files = {path: wanted if dropins else None for path in kernel.PROC_DROPINS}
+
+    def get_fact(self, cls: type[Any], **kwargs: Any) -> Any:
+        if cls is MountStates:
+            return super().get_fact(cls, **kwargs)
+        return {path: self.files.get(path) for path in kwargs["paths"]}
+
+
+def proc_commands(monkeypatch: pytest.MonkeyPatch, fake: ProcHost) -> list[str]:
+    monkeypatch.setattr(kernel, "host", fake)
+    monkeypatch.setattr(operations, "host", fake)
+    monkeypatch.setattr(operations, "_read_once", {})
+
+    def put(**kwargs: Any) -> Iterator[str]:
+        yield f"upload {kwargs['dest']}"
+
+    monkeypatch.setattr(files.put, "_inner", put)
+    return [str(c) for c in kernel.hidden_processes._inner()]
+
+
+def read_mounts(fstab: Path, live: str) -> list[str]:
+    """MountStates for /proc as the host prints it, over `fstab` and a /proc/mounts of `live`."""
+    mounts = fstab.parent / "mounts"
+    mounts.write_text(live + "\n")
+    command = MountStates().command(paths=["/proc"])
+    read = sh(command.replace("/etc/fstab", str(fstab)).replace("/proc/mounts", str(mounts)))
+    assert read.returncode == 0, read.stderr
+    return read.stdout.splitlines()
+
+
+SYSTEMD_PROC = "proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0"
+HIDDEN_PROC = "proc /proc proc rw,nosuid,nodev,noexec,relatime,gid=996,hidepid=invisible 0 0"
+
+
+def test_proc_is_hidden_group_first_then_logind_exempt_then_fstab_then_remount(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fstab = tmp_path / "fstab"
+    fstab.write_text(FSTAB + "proc /proc proc defaults 0 0\n")  # an old line of its own
+    fake = ProcHost(read_mounts(fstab, SYSTEMD_PROC), dropins=False)
+    cmds = proc_commands(monkeypatch, fake)
+    group, *uploads, restart, edit, remount = cmds
+    # The group exists before logind restarts with it (a missing group keeps a unit down).
+    assert group == "getent group proc >/dev/null || groupadd --system proc"
+    assert uploads == [f"upload {path}" for path in kernel.PROC_DROPINS]
+    assert restart.startswith("systemctl daemon-reload && systemctl try-restart systemd-logind")
+    # mount takes the options from fstab, as systemd-remount-fs does at boot.
+    assert remount == "mount -o remount /proc"
+    # The edit, through sh: the old line replaced in place, the rest kept.
+    assert sh(edit.replace("/etc/fstab", str(fstab))).returncode == 0
+    assert fstab.read_text() == FSTAB + kernel.PROC_LINE + "\n"
+    # Read back with the live mount the remount gives, drop-ins in place: nothing to do.
+    done = ProcHost(read_mounts(fstab, HIDDEN_PROC), dropins=True)
+    assert proc_commands(monkeypatch, done) == []
+    assert done.noops == ["/proc hides each user's processes from the others"]
+
+
+@pytest.mark.parametrize(
+    ("live", "dropins", "wanted"),
+    [
+        # Remounted by hand without hidepid: the fstab line stands, only the remount runs.
+        (SYSTEMD_PROC.replace("relatime", "relatime,gid=996"), True, ["mount -o remount /proc"]),
+        # hidepid kept but the flags lost (a remount with `defaults`).
+        ("proc /proc proc rw,relatime,gid=996,hidepid=invisible 0 0", True,
+         ["mount -o remount /proc"]),
+        # A drop-in changed: logind restarts; the mount is left alone.
+        (HIDDEN_PROC, False, ["upload", "upload", "systemctl daemon-reload"]),
+    ],
+    ids=["hidepid-lost", "flags-lost", "dropin-changed"],
+)  # fmt: skip
+def test_proc_mends_only_what_drifted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, live: str, dropins: bool, wanted: list[str]
+) -> None:
+    fstab = tmp_path / "fstab"
+    fstab.write_text(FSTAB + kernel.PROC_LINE + "\n")
+    cmds = proc_commands(monkeypatch, ProcHost(read_mounts(fstab, live), dropins=dropins))
+    assert cmds[0] == "getent group proc >/dev/null || groupadd --system proc"
+    assert len(cmds) == len(wanted) + 1
+    for cmd, start in zip(cmds[1:], wanted, strict=True):
+        assert cmd.startswith(start), cmds

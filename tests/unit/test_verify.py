@@ -69,9 +69,10 @@ OWN = {"fail2ban", "pooler", "probe"}
 # Kernel settings dev-sec's os_hardening role applies that no baseline control checks.
 OWN_SYSCTL = {"sysctl-kernel-pointers", "sysctl-bpf"}
 # What Lynis asks for beyond CIS and dev-sec (KRNL-6000's profile, ACCT-9622/9626, PKGS-7370/7394,
-# HRDN-7230's malware scanner).
+# HRDN-7230's malware scanner, FILE-6344's hidepid).
 LYNIS = {"sysctl-perf-events", "sysctl-tty-ldisc", "audit-accounting", "package-integrity-tools",
-         "ssh-compression", "os-compilers-restricted", "audit-rootkit-scan"}  # fmt: skip
+         "ssh-compression", "os-compilers-restricted", "audit-rootkit-scan",
+         "fs-proc-hidepid"}  # fmt: skip
 
 
 def test_controls_have_stable_ids_and_say_why() -> None:
@@ -410,6 +411,48 @@ def test_core_dump_limits_are_judged_as_pam_limits_reads_them() -> None:
             _state({"limits": ["* hard core 0", "root hard core 0"],
                     "coredump": ["Storage=none", "ProcessSizeMax=0", "Storage=external"]})
         )  # fmt: skip
+
+
+PROC_OK = {
+    "mounts": ["proc /proc proc rw,nosuid,nodev,noexec,relatime,gid=996,hidepid=invisible 0 0"],
+    "group": ["root:x:0:", "proc:x:996:"],
+    "logind-groups": ["Groups:\t996 "],
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({}, None),
+        ({"logind-groups": []}, None),  # no logind running: nothing to exempt
+        ({"mounts": ["proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0"]},
+         r"no hidepid.*exempts gid \(none\)"),
+        ({"mounts": ["proc /proc proc rw,relatime,gid=996,hidepid=2 0 0"]},
+         "lacks nodev,noexec,nosuid"),
+        ({"mounts": ["proc /proc proc rw,nosuid,nodev,noexec,gid=0,hidepid=invisible 0 0"]},
+         "exempts gid 0, not proc's 996"),
+        ({"group": ["root:x:0:"]}, "there is no group proc"),
+        ({"logind-groups": ["Groups:\t"]}, "systemd-logind runs without the group proc"),
+        ({"logind-groups": ["Groups:\t9960 "]}, "systemd-logind runs without the group proc"),
+    ],
+    ids=["hidden", "no-logind", "not-hidden", "flags-lost", "wrong-gid", "no-group",
+         "logind-no-groups", "logind-lookalike-gid"],
+)  # fmt: skip
+def test_the_proc_control_needs_hidepid_the_flags_and_logind_exempt(
+    change: dict[str, list[str]], problem: str | None
+) -> None:
+    state = _state({**PROC_OK, **change})
+    if problem is None:
+        kernel.test_proc_hides_processes(state, HardenSettings())
+    else:
+        with pytest.raises(AssertionError, match=problem):
+            kernel.test_proc_hides_processes(state, HardenSettings())
+
+
+def test_the_proc_control_is_not_applicable_when_declared_off() -> None:
+    off = HardenSettings.model_validate({"kernel": {"hide_processes": False}})
+    with pytest.raises(pytest.skip.Exception, match=r"kernel\.hide_processes"):
+        kernel.test_proc_hides_processes(_state({}), off)
 
 
 def fake_ssh(

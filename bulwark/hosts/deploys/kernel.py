@@ -1,5 +1,6 @@
 """Kernel and file system: sysctl, unused modules off, /tmp and /dev/shm nodev,nosuid,noexec,
-no core dumps, one time sync daemon, sudo with a pty and a log. (The login umask is set with
+/proc hiding each user's processes from the others, no core dumps, one time sync daemon, sudo
+with a pty and a log. (The login umask is set with
 the other login.defs keys, in the accounts area.)"""
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from pyinfra.facts.files import Sha1File
 
 from bulwark.hosts.commands import SUID_DENYLIST
 from bulwark.hosts.deploys.context import current
-from bulwark.hosts.facts import Mount, TmpfsMounts
+from bulwark.hosts.facts import Mount, MountStates
 from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.operations import (
     ConfigFile,
     config_files,
     fact,
+    file_states,
+    forget,
     line_in,
     permissions,
     program_exists,
@@ -57,7 +60,7 @@ def hardened_tmpfs(paths: list[str], size: str):  # type: ignore[no-untyped-def]
     + paths: /tmp, /dev/shm
     + size: tmpfs size (e.g. "25%")
     """
-    state = fact(TmpfsMounts, paths=paths)
+    state = fact(MountStates, paths=paths)
     todo: list[Any] = []
     for path in paths:
         found = state.get(path, Mount())
@@ -79,6 +82,67 @@ def hardened_tmpfs(paths: list[str], size: str):  # type: ignore[no-untyped-def]
         yield from todo
         return
     yield " && ".join(todo)  # one round trip for all
+
+
+PROC_GROUP = "proc"
+# hidepid by the name /proc/mounts shows (kernel >= 5.8), and the flags systemd mounts /proc
+# with: at boot systemd-remount-fs remounts /proc with exactly this line's options, so
+# `defaults` would turn nosuid,nodev,noexec off.
+PROC_LINE = (
+    f"proc /proc proc rw,nosuid,nodev,noexec,relatime,hidepid=invisible,gid={PROC_GROUP} 0 0"
+)
+PROC_OPTIONS = ("nosuid", "nodev", "noexec", "hidepid=invisible")
+# Services that must see every process: logind tracks sessions through /proc without
+# CAP_SYS_PTRACE, polkit (its own user) checks the process asking.
+PROC_VIEWERS = ("systemd-logind.service", "polkit.service")
+PROC_DROPINS = tuple(f"/etc/systemd/system/{unit}.d/bulwark-hidepid.conf" for unit in PROC_VIEWERS)
+PROC_DROPIN = (
+    "# Managed by bulwark: /proc hides other users' processes (hidepid); this service must\n"
+    f"# see them all, as the group {PROC_GROUP} does.\n"
+    f"[Service]\nSupplementaryGroups={PROC_GROUP}\n"
+)
+
+
+def proc_hidden(mount: Mount) -> bool:
+    """Whether the live /proc hides processes, keeps its flags and exempts a group."""
+    return (
+        mount.type == "proc"
+        and set(PROC_OPTIONS) <= set(mount.options)
+        and any(o.startswith("gid=") for o in mount.options)
+    )
+
+
+@operation()
+def hidden_processes():  # type: ignore[no-untyped-def]
+    """Mount /proc with hidepid=invisible now and at boot (fstab): a user sees only their own
+    processes; root and the group `proc` see all, and the services that must (systemd-logind,
+    polkit) get that group first, so no login goes untracked.
+    """
+    mount = fact(MountStates, paths=["/proc"]).get("/proc", Mount())
+    dropins = [ConfigFile(path, PROC_DROPIN) for path in PROC_DROPINS]
+    states = file_states(list(PROC_DROPINS))
+    stale = [f for f in dropins if states.get(f.dest) != f.state]
+    if not stale and mount.fstab == PROC_LINE and proc_hidden(mount):
+        host.noop("/proc hides each user's processes from the others")
+        return
+    # The group before the drop-ins: a unit whose SupplementaryGroups names a missing group
+    # does not start.
+    yield f"getent group {PROC_GROUP} >/dev/null || groupadd --system {PROC_GROUP}"
+    if stale:
+        forget("files")
+        yield from put_files(stale)
+        yield (
+            "systemctl daemon-reload && systemctl try-restart systemd-logind.service && "
+            "{ ! systemctl is-active --quiet polkit.service || systemctl restart polkit.service; }"
+        )
+    if mount.fstab != PROC_LINE:
+        yield from line_in(
+            "/etc/fstab", PROC_LINE, FSTAB_ENTRY, key="/proc", regex=fstab_regex("/proc")
+        )
+    if mount.fstab != PROC_LINE or not proc_hidden(mount):
+        # Only the mount point: mount takes the options from fstab, as systemd-remount-fs
+        # does at boot, so this run proves the boot's line.
+        yield "mount -o remount /proc"
 
 
 @operation()
@@ -157,6 +221,8 @@ def kernel(inventory_host: InventoryHost | None = None) -> None:
             paths=list(TMPFS_PATHS),
             size="25%",
         )
+    if conf.hide_processes:
+        hidden_processes(name="/proc hides each user's processes from the others (hidepid)")
     chrony = program_exists("chronyd")
     timesync = "chrony.service" if chrony else "systemd-timesyncd.service"
     units_running(name=f"Time sync: {timesync}", units=[timesync])

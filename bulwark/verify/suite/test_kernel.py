@@ -243,6 +243,39 @@ def test_tmp_mounts(state: HostState, expected: HardenSettings) -> None:
     assert not problems, "; ".join(problems)
 
 
+HIDEPID = {"hidepid=invisible", "hidepid=2", "hidepid=ptraceable", "hidepid=4"}
+
+
+@control(
+    "fs-proc-hidepid",
+    "/proc hides each user's processes from the others; systemd-logind still sees them all",
+    rationale="Another user's command line can hold a secret (a password passed as an "
+    "argument): a service account taken over should not read it. logind must see every "
+    "process to track logins, so it holds the exempt group.",
+)
+def test_proc_hides_processes(state: HostState, expected: HardenSettings) -> None:
+    if not expected.kernel.hide_processes:
+        not_applicable("declared off (kernel.hide_processes)")
+    gids = {f[0]: f[2] for line in state.lines("group") if len(f := line.split(":")) >= 3}
+    exempt = gids.get("proc")
+    proc = state.mounts.get("/proc")
+    options = set(proc.options) if proc else set()
+    problems = []
+    if not options & HIDEPID:
+        problems.append("/proc shows every process to every user (no hidepid)")
+    if missing := {"nosuid", "nodev", "noexec"} - options:
+        problems.append(f"/proc lacks {','.join(sorted(missing))}")
+    gid = next((o.removeprefix("gid=") for o in sorted(options) if o.startswith("gid=")), None)
+    if exempt is None:
+        problems.append("there is no group proc")
+    elif gid != exempt:
+        problems.append(f"/proc exempts gid {gid or '(none)'}, not proc's {exempt}")
+    logind = state.lines("logind-groups")
+    if logind and exempt not in logind[0].split()[1:]:
+        problems.append("systemd-logind runs without the group proc: it cannot see every login")
+    assert not problems, "; ".join(problems)
+
+
 @control(
     "fs-other-mounts",
     "Other separately mounted system paths carry nodev/nosuid/noexec where they can",
