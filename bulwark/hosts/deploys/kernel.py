@@ -1,7 +1,7 @@
 """Kernel and file system: sysctl, unused modules off, /tmp and /dev/shm nodev,nosuid,noexec,
 /proc hiding each user's processes from the others, no core dumps, one time sync daemon, sudo
-with a pty and a log. (The login umask is set with
-the other login.defs keys, in the accounts area.)"""
+with a pty and a log. (The login umask is set with the other login.defs keys, in the accounts
+area.)"""
 
 from __future__ import annotations
 
@@ -92,8 +92,9 @@ PROC_LINE = (
     f"proc /proc proc rw,nosuid,nodev,noexec,relatime,hidepid=invisible,gid={PROC_GROUP} 0 0"
 )
 PROC_OPTIONS = ("nosuid", "nodev", "noexec", "hidepid=invisible")
-# Services that must see every process: logind tracks sessions through /proc without
-# CAP_SYS_PTRACE, polkit (its own user) checks the process asking.
+# Services that read other users' processes in /proc without the CAP_SYS_PTRACE that hidepid
+# would ask of them: logind (root, but its capability set lacks it) for the sessions it
+# tracks, polkit (its own user) for the process asking it.
 PROC_VIEWERS = ("systemd-logind.service", "polkit.service")
 PROC_DROPINS = tuple(f"/etc/systemd/system/{unit}.d/bulwark-hidepid.conf" for unit in PROC_VIEWERS)
 PROC_DROPIN = (
@@ -116,7 +117,7 @@ def proc_hidden(mount: Mount) -> bool:
 def hidden_processes():  # type: ignore[no-untyped-def]
     """Mount /proc with hidepid=invisible now and at boot (fstab): a user sees only their own
     processes; root and the group `proc` see all, and the services that must (systemd-logind,
-    polkit) get that group first, so no login goes untracked.
+    polkit) get that group before /proc changes.
     """
     mount = fact(MountStates, paths=["/proc"]).get("/proc", Mount())
     dropins = [ConfigFile(path, PROC_DROPIN) for path in PROC_DROPINS]
