@@ -91,6 +91,7 @@ def test_a_fresh_vps_fails_what_it_should(vm: LabVM, tmp_path: Path) -> None:
         "fail2ban-active",
         "updates-unattended",
         "fs-tmp-mounts",
+        "fs-proc-hidepid",
         "sysctl-accept-redirects",
         "os-sudo",
         "probe-root-login-refused",
@@ -257,6 +258,7 @@ BREAKS = [
     # kernel and file system
     "sysctl -qw net.ipv4.conf.all.accept_redirects=1",
     "mount -o remount,exec /tmp",
+    "mount -o remount,hidepid=off /proc",
     # accounts and files
     "touch /etc/hosts.equiv",
     "chmod u+s /usr/lib/openssh/ssh-keysign",
@@ -291,6 +293,7 @@ CAUGHT = {
     "updates-security-origin",
     "sysctl-accept-redirects",
     "fs-tmp-mounts",
+    "fs-proc-hidepid",
     "os-trusted-hosts",
     "os-suid-denylist",
     "os-no-empty-passwords",
