@@ -28,3 +28,18 @@ SUID_DENYLIST = frozenset(
         "/usr/lib/evolution/camel-lock-helper-1.2",
     }
 )  # fmt: skip
+
+# /proc's hidepid exemption: the group whose members see every process, and the services that
+# must be among them (they read other users' processes without CAP_SYS_PTRACE: logind, root but
+# without it in its capability set, for the sessions it tracks; polkit, its own user, for the
+# process asking it).
+PROC_GROUP = "proc"
+PROC_VIEWERS = ("systemd-logind.service", "polkit.service")
+# "<unit> <gid>..." for each of PROC_VIEWERS that is running: the supplementary groups its main
+# process holds now (a service started before its drop-in and the group existed lacks it).
+PROC_VIEWER_GROUPS = (
+    f"for u in {' '.join(PROC_VIEWERS)}; do "
+    'p=$(systemctl show -p MainPID --value "$u" 2>/dev/null); '
+    '[ "${p:-0}" = 0 ] || echo "$u $(awk \'$1 == "Groups:" { $1 = ""; print }\' '
+    '"/proc/$p/status" 2>/dev/null)"; done; true'
+)

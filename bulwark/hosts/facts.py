@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pyinfra.api import FactBase
 
-from bulwark.hosts.commands import AIDE_DB, AIDE_INIT_UNIT, COMPILER_MODES
+from bulwark.hosts.commands import (
+    AIDE_DB,
+    AIDE_INIT_UNIT,
+    COMPILER_MODES,
+    PROC_GROUP,
+    PROC_VIEWER_GROUPS,
+)
 
 OPENSSH_RE = re.compile(r"OpenSSH_(\d+)\.(\d+)")
 
@@ -371,6 +377,38 @@ class MountStates(FactBase[dict[str, Mount]]):
                 found.get(fields[1], Mount()), type=fields[2], options=tuple(fields[3].split(","))
             )
         return found
+
+
+@dataclass(frozen=True)
+class ProcExemption:
+    """The group `proc`'s gid (None: there is none), and for each service that must see every
+    process and is running, the supplementary groups it holds."""
+
+    gid: str | None = None
+    running: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+class ProcExemptions(FactBase[ProcExemption]):
+    """Who /proc's hidepid exempts: the group and what the running services hold."""
+
+    def command(self) -> str:
+        return sectioned(
+            {"gid": f"getent group {PROC_GROUP} | cut -d: -f3", "running": PROC_VIEWER_GROUPS}
+        )
+
+    @staticmethod
+    def default() -> ProcExemption:
+        return ProcExemption()
+
+    def process(self, output: list[str]) -> ProcExemption:
+        parts = split_sections(output)
+        gid = next((line.strip() for line in parts.get("gid", []) if line.strip()), None)
+        running = {}
+        for line in parts.get("running", []):
+            if line.split():
+                unit, *gids = line.split()
+                running[unit] = tuple(gids)
+        return ProcExemption(gid, running)
 
 
 class UnitStates(FactBase[dict[str, tuple[bool, bool]]]):

@@ -18,6 +18,7 @@ from bulwark.hosts.commands import (
     AIDE_DB,
     AIDE_INIT_UNIT,
     COMPILER_MODES,
+    PROC_VIEWER_GROUPS,
     SUID_DENYLIST,
 )
 
@@ -101,11 +102,10 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         "moduli": "awk '$1 !~ /^#/ {print $5}' /etc/ssh/moduli 2>/dev/null | sort -n | head -1",
         "sysctl": "sysctl -a 2>/dev/null",
         "mounts": "cat /proc/mounts",
-        # The groups the running systemd-logind holds (none printed when it is not running).
-        "logind-groups": (
-            "grep -h '^Groups:' /proc/$(systemctl show -p MainPID --value "
-            "systemd-logind.service 2>/dev/null)/status 2>/dev/null; true"
-        ),
+        # What /proc is mounted with at the next boot, and the groups the services that must
+        # see every process hold now.
+        "fstab-proc": "awk '$1 !~ /^#/ && $2 == \"/proc\"' /etc/fstab 2>/dev/null",
+        "proc-viewers": PROC_VIEWER_GROUPS,
         "ufw": "ufw status verbose 2>&1",
         # One Python start asks the running server everything (fail2ban-client would cost one
         # start per question, about a second each on a small or emulated host).

@@ -529,10 +529,11 @@ def after_reboot(target: Target, login: Login, known_hosts: KnownHosts, before: 
 
 
 def test_a_hardened_host_reboots_reachable_with_its_hardening_in_force(
-    vm: LabVM, operator: KeyPair
+    vm: LabVM, operator: KeyPair, hardened: object
 ) -> None:
     """What harden applied live is also what the host boots with: fstab's /proc and tmpfs
-    lines, sysctl, the firewall and fail2ban, sshd on the moved port, no unit failed."""
+    lines, sysctl, the firewall and fail2ban, sshd on the port the port-change test above
+    moved it to (this module's tests build on each other), no unit failed."""
     known_hosts = TrustStore(vm.directory).known_hosts
     login = Login("deploy", key=operator)
     target = Target("127.0.0.1", vm.port(2222))

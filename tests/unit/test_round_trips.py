@@ -4,8 +4,12 @@ files (and stand-in programs), does what pyinfra's several commands did."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
+import shutil
 import stat
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,15 @@ from pyinfra.operations import files
 
 from bulwark.hosts import operations
 from bulwark.hosts.deploys import fail2ban, firewall, harden, kernel
-from bulwark.hosts.facts import SECTION, MountStates, PathModes, UnitStates, fact_key
+from bulwark.hosts.facts import (
+    SECTION,
+    MountStates,
+    PathModes,
+    ProcExemption,
+    ProcExemptions,
+    UnitStates,
+    fact_key,
+)
 from tests.unit.fakes import FakeHost, sh, stub_programs
 
 FSTAB = """\
@@ -339,18 +351,25 @@ def test_ufw_rule_that_cannot_be_read_back_stops_with_the_fix(
         list(firewall.ufw_rules._inner(rules=["limit 22/tcp"], logging="low"))
 
 
-class ProcHost(FakeHost):
-    """A host whose /proc mount and drop-in files are as given: MountStates' output, and
-    FileStates' answer for the drop-ins (in place as bulwark writes them, or absent)."""
+LOGIND = "systemd-logind.service"
+EXEMPT = ProcExemption("996", {LOGIND: ("996",)})  # the group there, logind holding it
 
-    def __init__(self, output: list[str], *, dropins: bool) -> None:
+
+class ProcHost(FakeHost):
+    """A host whose /proc mount is as MountStates' output says, whose drop-ins are in place as
+    bulwark writes them (or absent), and whose exemptions are `exempt`."""
+
+    def __init__(self, output: list[str], *, dropins: bool, exempt: ProcExemption) -> None:
         super().__init__(output)
         wanted = operations.ConfigFile(kernel.PROC_DROPINS[0], kernel.PROC_DROPIN).state
         self.files = {path: wanted if dropins else None for path in kernel.PROC_DROPINS}
+        self.exempt = exempt
 
     def get_fact(self, cls: type[Any], **kwargs: Any) -> Any:
         if cls is MountStates:
             return super().get_fact(cls, **kwargs)
+        if cls is ProcExemptions:
+            return self.exempt
         return {path: self.files.get(path) for path in kwargs["paths"]}
 
 
@@ -385,44 +404,99 @@ def test_proc_is_hidden_group_first_then_logind_exempt_then_fstab_then_remount(
 ) -> None:
     fstab = tmp_path / "fstab"
     fstab.write_text(FSTAB + "proc /proc proc defaults 0 0\n")  # an old line of its own
-    fake = ProcHost(read_mounts(fstab, SYSTEMD_PROC), dropins=False)
-    cmds = proc_commands(monkeypatch, fake)
-    group, *uploads, restart, edit, remount = cmds
+    fresh = ProcExemption(None, {LOGIND: ()})  # no group yet; logind runs without it
+    fake = ProcHost(read_mounts(fstab, SYSTEMD_PROC), dropins=False, exempt=fresh)
+    group, *uploads, restart, edit, remount = proc_commands(monkeypatch, fake)
     # The group exists before logind restarts with it (a missing group keeps a unit down).
     assert group == "getent group proc >/dev/null || groupadd --system proc"
     assert uploads == [f"upload {path}" for path in kernel.PROC_DROPINS]
-    assert restart.startswith("systemctl daemon-reload && systemctl try-restart systemd-logind")
+    assert restart == f"systemctl daemon-reload && systemctl restart {LOGIND}"
     # mount takes the options from fstab, as systemd-remount-fs does at boot.
     assert remount == "mount -o remount /proc"
     # The edit, through sh: the old line replaced in place, the rest kept.
     assert sh(edit.replace("/etc/fstab", str(fstab))).returncode == 0
     assert fstab.read_text() == FSTAB + kernel.PROC_LINE + "\n"
     # Read back with the live mount the remount gives, drop-ins in place: nothing to do.
-    done = ProcHost(read_mounts(fstab, HIDDEN_PROC), dropins=True)
+    done = ProcHost(read_mounts(fstab, HIDDEN_PROC), dropins=True, exempt=EXEMPT)
     assert proc_commands(monkeypatch, done) == []
     assert done.noops == ["/proc hides each user's processes from the others"]
 
 
 @pytest.mark.parametrize(
-    ("live", "dropins", "wanted"),
+    ("live", "dropins", "exempt", "wanted"),
     [
         # Remounted by hand without hidepid: the fstab line stands, only the remount runs.
-        (SYSTEMD_PROC.replace("relatime", "relatime,gid=996"), True, ["mount -o remount /proc"]),
-        # hidepid kept but the flags lost (a remount with `defaults`).
-        ("proc /proc proc rw,relatime,gid=996,hidepid=invisible 0 0", True,
+        (SYSTEMD_PROC.replace("relatime", "relatime,gid=996"), True, EXEMPT,
          ["mount -o remount /proc"]),
+        # hidepid kept but the flags lost (a remount with `defaults`).
+        ("proc /proc proc rw,relatime,gid=996,hidepid=invisible 0 0", True, EXEMPT,
+         ["mount -o remount /proc"]),
+        # Another group exempted by hand.
+        (HIDDEN_PROC.replace("gid=996", "gid=0"), True, EXEMPT, ["mount -o remount /proc"]),
         # A drop-in changed: logind restarts; the mount is left alone.
-        (HIDDEN_PROC, False, ["upload", "upload", "systemctl daemon-reload"]),
+        (HIDDEN_PROC, False, EXEMPT,
+         ["upload", "upload", f"systemctl daemon-reload && systemctl restart {LOGIND}"]),
+        # A run cut off after the drop-ins, before the restart: logind still lacks the group.
+        (HIDDEN_PROC, True, ProcExemption("996", {LOGIND: ("4",)}),
+         [f"systemctl restart {LOGIND}"]),
+        # polkit running without it too; a service that is not running is left alone.
+        (HIDDEN_PROC, True, ProcExemption("996", {LOGIND: ("996",), "polkit.service": ()}),
+         ["systemctl restart polkit.service"]),
     ],
-    ids=["hidepid-lost", "flags-lost", "dropin-changed"],
+    ids=["hidepid-lost", "flags-lost", "other-gid", "dropin-changed", "restart-missed",
+         "polkit-without"],
 )  # fmt: skip
 def test_proc_mends_only_what_drifted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, live: str, dropins: bool, wanted: list[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    live: str,
+    dropins: bool,
+    exempt: ProcExemption,
+    wanted: list[str],
 ) -> None:
     fstab = tmp_path / "fstab"
     fstab.write_text(FSTAB + kernel.PROC_LINE + "\n")
-    cmds = proc_commands(monkeypatch, ProcHost(read_mounts(fstab, live), dropins=dropins))
-    assert cmds[0] == "getent group proc >/dev/null || groupadd --system proc"
-    assert len(cmds) == len(wanted) + 1
-    for cmd, start in zip(cmds[1:], wanted, strict=True):
+    cmds = proc_commands(monkeypatch, ProcHost(read_mounts(fstab, live), dropins=dropins,
+                                                exempt=exempt))  # fmt: skip
+    assert len(cmds) == len(wanted), cmds
+    for cmd, start in zip(cmds, wanted, strict=True):
         assert cmd.startswith(start), cmds
+
+
+def test_the_exemption_fact_reads_the_group_and_what_running_services_hold() -> None:
+    command = ProcExemptions().command()
+    assert "getent group proc" in command
+    out = [f"{SECTION}gid", "996", f"{SECTION}running", f"{LOGIND}  4 996", "polkit.service "]
+    assert ProcExemptions().process(out) == ProcExemption(
+        "996", {LOGIND: ("4", "996"), "polkit.service": ()}
+    )
+    assert ProcExemptions().process([f"{SECTION}gid", f"{SECTION}running"]) == ProcExemption()
+
+
+def test_the_viewers_groups_are_read_from_the_running_main_process(tmp_path: Path) -> None:
+    # logind's main process: one holding groups 4 and 27 (setpriv as root, else this test's own
+    # process and its groups); polkit is not running.
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        wanted = {"4", "27"}
+        main = subprocess.Popen(["setpriv", "--groups=4,27", "sleep", "60"])
+    else:
+        wanted = {str(g) for g in os.getgroups()}
+        main = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / "systemctl").write_text(
+            f'#!/bin/sh\ncase "$*" in *systemd-logind*) echo {main.pid};; *) echo 0;; esac\n'
+        )
+        (tmp_path / "systemctl").chmod(0o755)
+        comm = Path(f"/proc/{main.pid}/comm")
+        deadline = time.monotonic() + 10
+        while comm.read_text().strip() != "sleep":  # setpriv has set the groups and exec'd
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        command = ProcExemptions().command().replace("getent group proc", "echo proc:x:996:")
+        read = sh(command, tmp_path)
+    finally:
+        main.kill()
+        main.wait()
+    assert read.returncode == 0, read.stderr
+    found = ProcExemptions().process(read.stdout.splitlines())
+    assert found == ProcExemption("996", {LOGIND: tuple(sorted(wanted, key=int))})

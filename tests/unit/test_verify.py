@@ -415,8 +415,11 @@ def test_core_dump_limits_are_judged_as_pam_limits_reads_them() -> None:
 
 PROC_OK = {
     "mounts": ["proc /proc proc rw,nosuid,nodev,noexec,relatime,gid=996,hidepid=invisible 0 0"],
+    "fstab-proc": [
+        "proc /proc proc rw,nosuid,nodev,noexec,relatime,hidepid=invisible,gid=proc 0 0"
+    ],
     "group": ["root:x:0:", "proc:x:996:"],
-    "logind-groups": ["Groups:\t996 "],
+    "proc-viewers": ["systemd-logind.service  996"],
 }
 
 
@@ -424,7 +427,7 @@ PROC_OK = {
     ("change", "problem"),
     [
         ({}, None),
-        ({"logind-groups": []}, None),  # no logind running: nothing to exempt
+        ({"proc-viewers": []}, None),  # neither running: nothing to exempt
         ({"mounts": ["proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0"]},
          r"no hidepid.*exempts gid \(none\)"),
         ({"mounts": ["proc /proc proc rw,relatime,gid=996,hidepid=2 0 0"]},
@@ -432,13 +435,17 @@ PROC_OK = {
         ({"mounts": ["proc /proc proc rw,nosuid,nodev,noexec,gid=0,hidepid=invisible 0 0"]},
          "exempts gid 0, not proc's 996"),
         ({"group": ["root:x:0:"]}, "there is no group proc"),
-        ({"logind-groups": ["Groups:\t"]}, "systemd-logind runs without the group proc"),
-        ({"logind-groups": ["Groups:\t9960 "]}, "systemd-logind runs without the group proc"),
+        ({"fstab-proc": []}, r"at the next boot /proc shows every process"),
+        ({"fstab-proc": ["proc /proc proc defaults 0 0"]}, "at the next boot"),
+        ({"proc-viewers": ["systemd-logind.service "]},
+         "systemd-logind.service runs without the group proc"),
+        ({"proc-viewers": ["systemd-logind.service 996", "polkit.service 9960"]},
+         "polkit.service runs without the group proc"),
     ],
-    ids=["hidden", "no-logind", "not-hidden", "flags-lost", "wrong-gid", "no-group",
-         "logind-no-groups", "logind-lookalike-gid"],
+    ids=["hidden", "no-viewers", "not-hidden", "flags-lost", "wrong-gid", "no-group",
+         "no-fstab-line", "fstab-without-hidepid", "logind-no-groups", "polkit-lookalike-gid"],
 )  # fmt: skip
-def test_the_proc_control_needs_hidepid_the_flags_and_logind_exempt(
+def test_the_proc_control_needs_hidepid_now_and_at_boot_and_the_viewers_exempt(
     change: dict[str, list[str]], problem: str | None
 ) -> None:
     state = _state({**PROC_OK, **change})

@@ -12,9 +12,9 @@ from pyinfra import host, logger
 from pyinfra.api import deploy, operation
 from pyinfra.facts.files import Sha1File
 
-from bulwark.hosts.commands import SUID_DENYLIST
+from bulwark.hosts.commands import PROC_GROUP, PROC_VIEWERS, SUID_DENYLIST
 from bulwark.hosts.deploys.context import current
-from bulwark.hosts.facts import Mount, MountStates
+from bulwark.hosts.facts import Mount, MountStates, ProcExemptions
 from bulwark.hosts.inventory import InventoryHost
 from bulwark.hosts.operations import (
     ConfigFile,
@@ -84,7 +84,6 @@ def hardened_tmpfs(paths: list[str], size: str):  # type: ignore[no-untyped-def]
     yield " && ".join(todo)  # one round trip for all
 
 
-PROC_GROUP = "proc"
 # hidepid by the name /proc/mounts shows (kernel >= 5.8), and the flags systemd mounts /proc
 # with: at boot systemd-remount-fs remounts /proc with exactly this line's options, so
 # `defaults` would turn nosuid,nodev,noexec off.
@@ -92,10 +91,6 @@ PROC_LINE = (
     f"proc /proc proc rw,nosuid,nodev,noexec,relatime,hidepid=invisible,gid={PROC_GROUP} 0 0"
 )
 PROC_OPTIONS = ("nosuid", "nodev", "noexec", "hidepid=invisible")
-# Services that read other users' processes in /proc without the CAP_SYS_PTRACE that hidepid
-# would ask of them: logind (root, but its capability set lacks it) for the sessions it
-# tracks, polkit (its own user) for the process asking it.
-PROC_VIEWERS = ("systemd-logind.service", "polkit.service")
 PROC_DROPINS = tuple(f"/etc/systemd/system/{unit}.d/bulwark-hidepid.conf" for unit in PROC_VIEWERS)
 PROC_DROPIN = (
     "# Managed by bulwark: /proc hides other users' processes (hidepid); this service must\n"
@@ -104,12 +99,13 @@ PROC_DROPIN = (
 )
 
 
-def proc_hidden(mount: Mount) -> bool:
-    """Whether the live /proc hides processes, keeps its flags and exempts a group."""
+def proc_hidden(mount: Mount, gid: str | None) -> bool:
+    """Whether the live /proc hides processes, keeps its flags and exempts the group `gid`."""
     return (
         mount.type == "proc"
         and set(PROC_OPTIONS) <= set(mount.options)
-        and any(o.startswith("gid=") for o in mount.options)
+        and gid is not None
+        and f"gid={gid}" in mount.options
     )
 
 
@@ -117,30 +113,44 @@ def proc_hidden(mount: Mount) -> bool:
 def hidden_processes():  # type: ignore[no-untyped-def]
     """Mount /proc with hidepid=invisible now and at boot (fstab): a user sees only their own
     processes; root and the group `proc` see all, and the services that must (systemd-logind,
-    polkit) get that group before /proc changes.
+    polkit) hold that group before /proc changes.
     """
     mount = fact(MountStates, paths=["/proc"]).get("/proc", Mount())
+    exempt = fact(ProcExemptions)
     dropins = [ConfigFile(path, PROC_DROPIN) for path in PROC_DROPINS]
     states = file_states(list(PROC_DROPINS))
     stale = [f for f in dropins if states.get(f.dest) != f.state]
-    if not stale and mount.fstab == PROC_LINE and proc_hidden(mount):
+    # A running service holds the group only once restarted with its drop-in and the group in
+    # place: checked on every run, so a run cut off before the restart is mended by the next.
+    restart = [u for u, gids in exempt.running.items() if stale or exempt.gid not in gids]
+    if not stale and not restart and mount.fstab == PROC_LINE and proc_hidden(mount, exempt.gid):
         host.noop("/proc hides each user's processes from the others")
         return
     # The group before the drop-ins: a unit whose SupplementaryGroups names a missing group
     # does not start.
-    yield f"getent group {PROC_GROUP} >/dev/null || groupadd --system {PROC_GROUP}"
+    if exempt.gid is None:
+        yield f"getent group {PROC_GROUP} >/dev/null || groupadd --system {PROC_GROUP}"
     if stale:
         forget("files")
         yield from put_files(stale)
-        yield (
-            "systemctl daemon-reload && systemctl try-restart systemd-logind.service && "
-            "{ ! systemctl is-active --quiet polkit.service || systemctl restart polkit.service; }"
-        )
+    if stale or restart:
+        steps = ["systemctl daemon-reload"] if stale else []
+        steps += [f"systemctl restart {' '.join(restart)}"] if restart else []
+        yield " && ".join(steps)
     if mount.fstab != PROC_LINE:
+        if mount.fstab and "hidepid" in mount.fstab:
+            logger.warning(
+                "%s: /etc/fstab's own /proc line (%s) is replaced by bulwark's: the group it "
+                "exempted, if not %s, sees only its own processes now (add its members to %s)",
+                host.name,
+                mount.fstab,
+                PROC_GROUP,
+                PROC_GROUP,
+            )
         yield from line_in(
             "/etc/fstab", PROC_LINE, FSTAB_ENTRY, key="/proc", regex=fstab_regex("/proc")
         )
-    if mount.fstab != PROC_LINE or not proc_hidden(mount):
+    if mount.fstab != PROC_LINE or not proc_hidden(mount, exempt.gid):
         # Only the mount point: mount takes the options from fstab, as systemd-remount-fs
         # does at boot, so this run proves the boot's line.
         yield "mount -o remount /proc"

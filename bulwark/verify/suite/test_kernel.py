@@ -243,15 +243,16 @@ def test_tmp_mounts(state: HostState, expected: HardenSettings) -> None:
     assert not problems, "; ".join(problems)
 
 
-HIDEPID = {"hidepid=invisible", "hidepid=2", "hidepid=ptraceable", "hidepid=4"}
+HIDEPID = {"hidepid=invisible", "hidepid=2"}  # what harden sets, by name or number
 
 
 @control(
     "fs-proc-hidepid",
-    "/proc hides each user's processes from the others; systemd-logind still sees them all",
+    "/proc hides each user's processes from the others, now and at boot; logind and polkit "
+    "still see them all",
     rationale="Another user's command line can hold a secret (a password passed as an "
-    "argument): a service account taken over should not read it. logind must see every "
-    "process to track logins, so it holds the exempt group.",
+    "argument): a service account taken over should not read it. logind and polkit read "
+    "other users' processes, so they hold the exempt group.",
 )
 def test_proc_hides_processes(state: HostState, expected: HardenSettings) -> None:
     if not expected.kernel.hide_processes:
@@ -270,9 +271,13 @@ def test_proc_hides_processes(state: HostState, expected: HardenSettings) -> Non
         problems.append("there is no group proc")
     elif gid != exempt:
         problems.append(f"/proc exempts gid {gid or '(none)'}, not proc's {exempt}")
-    logind = state.lines("logind-groups")
-    if logind and exempt not in logind[0].split()[1:]:
-        problems.append("systemd-logind runs without the group proc: it cannot see every login")
+    if not any(HIDEPID & set(line.split()[3].split(",")) for line in state.lines("fstab-proc")
+               if len(line.split()) >= 4):  # fmt: skip
+        problems.append("at the next boot /proc shows every process (no hidepid in /etc/fstab)")
+    for line in state.lines("proc-viewers"):
+        unit, *held = line.split()
+        if exempt not in held:
+            problems.append(f"{unit} runs without the group proc: it cannot see every process")
     assert not problems, "; ".join(problems)
 
 
