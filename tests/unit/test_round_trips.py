@@ -412,7 +412,7 @@ def test_proc_is_hidden_group_first_then_logind_exempt_then_fstab_then_remount(
     assert uploads == [f"upload {path}" for path in kernel.PROC_DROPINS]
     assert restart == f"systemctl daemon-reload && systemctl restart {LOGIND}"
     # mount takes the options from fstab, as systemd-remount-fs does at boot.
-    assert remount == "mount -o remount /proc"
+    assert remount == kernel.PROC_REMOUNT
     # The edit, through sh: the old line replaced in place, the rest kept.
     assert sh(edit.replace("/etc/fstab", str(fstab))).returncode == 0
     assert fstab.read_text() == FSTAB + kernel.PROC_LINE + "\n"
@@ -500,3 +500,20 @@ def test_the_viewers_groups_are_read_from_the_running_main_process(tmp_path: Pat
     assert read.returncode == 0, read.stderr
     found = ProcExemptions().process(read.stdout.splitlines())
     assert found == ProcExemption("996", {LOGIND: tuple(sorted(wanted, key=int))})
+
+
+@pytest.mark.parametrize(
+    ("status", "said"), [(0, ""), (32, "set bulwark.kernel.hide_processes: false")]
+)
+def test_a_host_that_cannot_remount_proc_stops_the_run_with_the_fix(
+    tmp_path: Path, status: int, said: str
+) -> None:
+    # Through sh, with a stand-in mount: the one that refuses (a container's /proc) exits
+    # non-zero and names the setting; the one that works says nothing.
+    log = tmp_path / "log"
+    stub_programs(tmp_path, log, mount=status)
+    done = sh(kernel.PROC_REMOUNT, tmp_path)
+    assert log.read_text(encoding="utf-8") == "mount -o remount /proc\n"
+    assert (done.returncode != 0) == bool(status)
+    assert said in done.stderr
+    assert done.stderr.count("\n") == (1 if status else 0)  # one line

@@ -99,6 +99,13 @@ PROC_DROPIN = (
 )
 
 
+# A host that cannot remount /proc (a container's is its runtime's) stops the run with the fix.
+PROC_REMOUNT = (
+    "mount -o remount /proc || { echo 'bulwark: /proc cannot be remounted with hidepid on this "
+    "host (a container?): set bulwark.kernel.hide_processes: false for it' >&2; exit 1; }"
+)
+
+
 def proc_hidden(mount: Mount, gid: str | None) -> bool:
     """Whether the live /proc hides processes, keeps its flags and exempts the group `gid`."""
     return (
@@ -153,7 +160,7 @@ def hidden_processes():  # type: ignore[no-untyped-def]
     if mount.fstab != PROC_LINE or not proc_hidden(mount, exempt.gid):
         # Only the mount point: mount takes the options from fstab, as systemd-remount-fs
         # does at boot, so this run proves the boot's line.
-        yield "mount -o remount /proc"
+        yield PROC_REMOUNT
 
 
 @operation()

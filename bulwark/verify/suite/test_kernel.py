@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from bulwark.hosts.commands import PROC_GROUP
 from bulwark.settings.hosts import HardenSettings
 from bulwark.verify.controls import control, not_applicable
 from bulwark.verify.state import HostState
@@ -213,7 +214,8 @@ def test_modules_disabled(state: HostState, expected: HardenSettings) -> None:
     assert not problems, "; ".join(problems)
 
 
-MOUNT_RULES = {"/tmp": {"nodev", "nosuid", "noexec"}, "/dev/shm": {"nodev", "nosuid", "noexec"}}
+NO_DEV_SUID_EXEC = frozenset({"nodev", "nosuid", "noexec"})
+MOUNT_RULES = {"/tmp": NO_DEV_SUID_EXEC, "/dev/shm": NO_DEV_SUID_EXEC}
 SEPARATE_MOUNT_RULES = {
     "/var/tmp": {"nodev", "nosuid", "noexec"},
     "/home": {"nodev", "nosuid"},
@@ -258,13 +260,13 @@ def test_proc_hides_processes(state: HostState, expected: HardenSettings) -> Non
     if not expected.kernel.hide_processes:
         not_applicable("declared off (kernel.hide_processes)")
     gids = {f[0]: f[2] for line in state.lines("group") if len(f := line.split(":")) >= 3}
-    exempt = gids.get("proc")
+    exempt = gids.get(PROC_GROUP)
     proc = state.mounts.get("/proc")
     options = set(proc.options) if proc else set()
     problems = []
     if not options & HIDEPID:
         problems.append("/proc shows every process to every user (no hidepid)")
-    if missing := {"nosuid", "nodev", "noexec"} - options:
+    if missing := NO_DEV_SUID_EXEC - options:
         problems.append(f"/proc lacks {','.join(sorted(missing))}")
     gid = next((o.removeprefix("gid=") for o in sorted(options) if o.startswith("gid=")), None)
     if exempt is None:
@@ -275,8 +277,8 @@ def test_proc_hides_processes(state: HostState, expected: HardenSettings) -> Non
                if len(line.split()) >= 4):  # fmt: skip
         problems.append("at the next boot /proc shows every process (no hidepid in /etc/fstab)")
     for line in state.lines("proc-viewers"):
-        unit, *held = line.split()
-        if exempt not in held:
+        unit, *held = line.split() or [""]
+        if unit and exempt not in held:
             problems.append(f"{unit} runs without the group proc: it cannot see every process")
     assert not problems, "; ".join(problems)
 
