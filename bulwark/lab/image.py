@@ -27,9 +27,13 @@ DISTROS = ("bookworm", "trixie")
 DEFAULT_DISTRO = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # A provider's fresh VPS: a small Debian with systemd, sshd, sudo and python3 (pyinfra needs it).
+# libpam-systemd: openssh-server and systemd-sysv recommend it and Debian's cloud images depend on
+# it, so on a real VPS every SSH login is a logind session with its user's systemd manager;
+# debootstrap installs no recommends, so it is named here.
 BASE_PACKAGES = (
     "systemd",
     "systemd-sysv",
+    "libpam-systemd",
     "udev",
     "kmod",
     "dbus",

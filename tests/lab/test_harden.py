@@ -208,10 +208,22 @@ def pid_1_as_seen(shell: Session) -> list[str]:
     ).stdout.split()
 
 
+def login_session(shell: Session) -> list[str]:
+    """What the deploy user's login got from logind, as that user: its session's state, and
+    its own systemd manager's (a real VPS has libpam-systemd: every SSH login is a session)."""
+    return shell.run(
+        'loginctl show-session "$XDG_SESSION_ID" -p State --value; '
+        "systemctl --user is-system-running --wait",
+        check=False,
+    ).stdout.split()
+
+
 def test_other_users_processes_are_hidden_but_not_from_the_proc_group(
     shell: Session, hardened: object
 ) -> None:
     assert pid_1_as_seen(shell) == ["hidden", "seen"]
+    # logind and the user's own manager still work when /proc hides other users' processes.
+    assert login_session(shell) == ["active", "running"]
     logind = shell.run(
         "grep '^Groups:' /proc/$(systemctl show -p MainPID --value systemd-logind)/status; "
         "getent group proc | cut -d: -f3",
@@ -544,6 +556,7 @@ def test_a_hardened_host_reboots_reachable_with_its_hardening_in_force(
         state = s.run("systemctl is-system-running --wait", check=False).stdout.strip()
         assert state == "running", s.run("systemctl --failed --no-legend").stdout
         assert pid_1_as_seen(s) == ["hidden", "seen"]
+        assert login_session(s) == ["active", "running"]
         for path in ("/proc", "/tmp", "/dev/shm"):
             options = s.run(f"findmnt -no OPTIONS {path}").stdout.strip().split(",")
             assert {"nodev", "nosuid", "noexec"} <= set(options), (path, options)
