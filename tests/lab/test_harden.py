@@ -208,14 +208,17 @@ def pid_1_as_seen(shell: Session) -> list[str]:
     ).stdout.split()
 
 
-def login_session(shell: Session) -> list[str]:
-    """What the deploy user's login got from logind, as that user: its session's state, and
-    its own systemd manager's (a real VPS has libpam-systemd: every SSH login is a session)."""
-    return shell.run(
-        'loginctl show-session "$XDG_SESSION_ID" -p State --value; '
-        "systemctl --user is-system-running --wait",
+def assert_login_session(shell: Session) -> None:
+    """The deploy user's login, as that user, got an active logind session and a running systemd
+    manager of its own (a real VPS has libpam-systemd: every SSH login is a session). On failure
+    the message carries what loginctl and systemctl said and the user's failed units."""
+    seen = shell.run(
+        'echo "session=$(loginctl show-session "$XDG_SESSION_ID" -p State --value 2>&1)"; '
+        'echo "manager=$(systemctl --user is-system-running --wait 2>&1)"; '
+        "systemctl --user --failed --no-legend --plain 2>&1",
         check=False,
-    ).stdout.split()
+    ).stdout
+    assert seen.splitlines()[:2] == ["session=active", "manager=running"], seen
 
 
 def test_other_users_processes_are_hidden_but_not_from_the_proc_group(
@@ -223,7 +226,7 @@ def test_other_users_processes_are_hidden_but_not_from_the_proc_group(
 ) -> None:
     assert pid_1_as_seen(shell) == ["hidden", "seen"]
     # logind and the user's own manager still work when /proc hides other users' processes.
-    assert login_session(shell) == ["active", "running"]
+    assert_login_session(shell)
     logind = shell.run(
         "grep '^Groups:' /proc/$(systemctl show -p MainPID --value systemd-logind)/status; "
         "getent group proc | cut -d: -f3",
@@ -556,7 +559,7 @@ def test_a_hardened_host_reboots_reachable_with_its_hardening_in_force(
         state = s.run("systemctl is-system-running --wait", check=False).stdout.strip()
         assert state == "running", s.run("systemctl --failed --no-legend").stdout
         assert pid_1_as_seen(s) == ["hidden", "seen"]
-        assert login_session(s) == ["active", "running"]
+        assert_login_session(s)
         for path in ("/proc", "/tmp", "/dev/shm"):
             options = s.run(f"findmnt -no OPTIONS {path}").stdout.strip().split(",")
             assert {"nodev", "nosuid", "noexec"} <= set(options), (path, options)
