@@ -130,8 +130,12 @@ class CloudRunService(pulumi.ComponentResource):
                     )
                 ],
             ),
-            # The service must not start before it may read its secrets.
-            opts=child_options(self, opts, *self.secret_readers),
+            # The service must not start before it may read its secrets, nor before each has
+            # a version: its revision reads `latest` as it starts, and nothing else orders it
+            # after the DSN's version (which waits for the database, its user and the pooler).
+            opts=child_options(
+                self, opts, *self.secret_readers, *(v.version for v in args.secrets.values())
+            ),
         )
         self.invokers = [
             gcp.cloudrunv2.ServiceIamMember(

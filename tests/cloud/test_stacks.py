@@ -105,6 +105,20 @@ def test_private_ip_resources_wait_for_the_peering(plan: Plan) -> None:
         assert peering in plan.one(token).dependencies, token
 
 
+VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
+READER = "gcp:secretmanager/secretIamMember:SecretIamMember"
+
+
+def test_the_service_starts_after_its_secrets_have_a_version(plan: Plan) -> None:
+    # Cloud Run resolves `latest` when the revision starts: a secret without a version yet (the
+    # DSN's waits for the database and its user) fails the first deploy.
+    service = plan.one("gcp:cloudrunv2/service:Service")
+    needed = {"pooler-dsn", "cache-auth"}  # DATABASE_URL and REDIS_AUTH
+    versions = {plan.one(VERSION, f"{n}-version").urn for n in needed}
+    readers = {plan.one(READER, f"{n}-reader-run").urn for n in needed}
+    assert versions | readers <= set(service.dependencies)
+
+
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_plans_are_deterministic(stack: str, plans: dict[str, Plan]) -> None:
     from bulwark.cloud.plan import run_plan  # noqa: PLC0415 - a second, independent run
