@@ -109,6 +109,11 @@ def _password_from_env(env_var: str | None) -> str | None:
     value = os.environ.get(env_var)
     if value is None:
         raise ConfigError(f"--password-env {env_var}: that variable is not set; export it first")
+    if any(c in value for c in "\n\r\0"):
+        raise ConfigError(
+            f"--password-env {env_var}: the password holds a line break or NUL, which sudo "
+            "cannot read as one line: set the variable to the password alone"
+        )
     return value
 
 

@@ -29,6 +29,7 @@ from bulwark.settings.load import first_error, read_json
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 SUDOERS_DIR = "/etc/sudoers.d"
+FIRST_USER_UID = 1000  # Debian's UID_MIN: ids below it are system accounts
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def bootstrap(
     admin, via_deploy = _admin_session(target, first_login, deploy_login, store)
     report = BootstrapReport(target, connected_as=admin.login.user)
     with admin:
+        _refuse_system_account(admin, deploy)
         say("sudo: installed?" if not via_deploy else f"sudo: works for {deploy.name} already")
         if not via_deploy:
             _ensure_sudo_installed(admin, report)
@@ -204,6 +206,18 @@ def _ensure_user(s: Session, deploy: DeployUser, report: BootstrapReport) -> str
         report.changes.append(f"created user {deploy.name}")
         entry = s.run(f"getent passwd {name}")
     return entry.stdout.strip().split(":")[5]
+
+
+def _refuse_system_account(s: Session, deploy: DeployUser) -> None:
+    """Before anything changes: an existing account below Debian's first user id belongs to a
+    service (postgres, www-data...), which bootstrap would give a login key and sudo for all."""
+    entry = s.run(f"getent passwd {shlex.quote(deploy.name)}", check=False)
+    uid = entry.stdout.strip().split(":")[2] if entry.ok else None
+    if uid is not None and int(uid) < FIRST_USER_UID:
+        raise ConfigError(
+            f"{deploy.name} is a system account on {s.target} (uid {uid}): choose a dedicated "
+            "deploy user (--deploy-user)"
+        )
 
 
 def _ensure_authorized_key(

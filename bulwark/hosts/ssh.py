@@ -120,6 +120,7 @@ class Session:
         self.client = client
         self.target = target
         self.login = login
+        self._sudo_asks: bool | None = None
 
     def __enter__(self) -> Session:
         return self
@@ -142,6 +143,15 @@ class Session:
     def is_root(self) -> bool:
         return self.login.user == "root"
 
+    def _sudo_asks_password(self) -> bool:
+        """Whether sudo wants this user's password (asked once per session). A user sudo lets
+        through without one (NOPASSWD) must not be fed it: sudo would not read it, and the
+        password would become the first line of the command's input (a file's content)."""
+        if self._sudo_asks is None:
+            probe = self.run("sudo -k -n sh -c true", check=False)
+            self._sudo_asks = not probe.ok
+        return self._sudo_asks
+
     def run(
         self,
         command: str,
@@ -155,9 +165,11 @@ class Session:
         wrapped = command
         feed = stdin or ""
         if sudo and not self.is_root:
-            if self.login.password is not None:
-                # -S reads the password from stdin's first line; the command gets the rest.
-                wrapped = f"sudo -S -p '' sh -c {shlex.quote(command)}"
+            if self.login.password is not None and self._sudo_asks_password():
+                # -S reads the password from stdin's first line; the command gets the rest. -k:
+                # sudo asks even when it holds a cached credential, so it always takes that
+                # line and the command never receives the password as input.
+                wrapped = f"sudo -k -S -p '' sh -c {shlex.quote(command)}"
                 feed = self.login.password + "\n" + feed
             else:
                 wrapped = f"sudo -n sh -c {shlex.quote(command)}"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 
-from bulwark.errors import AuthError, HostKeyError
+from bulwark.errors import AuthError, ConfigError, HostKeyError
 from bulwark.hosts.bootstrap import TrustStore, bootstrap, require_proof
 from bulwark.hosts.keys import KeyPair, ensure_key
 from bulwark.hosts.ssh import Login, connect
@@ -101,6 +102,55 @@ def test_bootstrap_from_root_password(password_vm: LabVM, operator: KeyPair) -> 
     assert first.proof.user == "ops"
     second = bootstrap(password_vm.target, login, DeployUser(name="ops"), operator, store)
     assert second.changes == []
+
+
+def test_a_sudo_users_password_reaches_sudo_and_nothing_else(
+    password_vm: LabVM, operator: KeyPair
+) -> None:
+    """First contact as an admin user with a password: sudo asks for it, or (NOPASSWD) does not;
+    either way it never becomes the input of a command (the authorized key, the sudoers rule)."""
+    store = TrustStore(password_vm.directory)
+    secret = "Adm1n pass-word"
+    root_shell(
+        password_vm,
+        "useradd -m -s /bin/bash -G sudo admin1 && "
+        f"echo {shlex.quote('admin1:' + secret)} | chpasswd",
+    )
+    login = Login("admin1", password=secret)
+    asked = bootstrap(password_vm.target, login, DeployUser(name="viapw"), operator, store)
+    assert asked.connected_as == "admin1"
+    assert "created user viapw" in asked.changes
+    root_shell(
+        password_vm,
+        "echo 'admin1 ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/admin1 && chmod 440 "
+        "/etc/sudoers.d/admin1",
+    )
+    unasked = bootstrap(password_vm.target, login, DeployUser(name="viapw2"), operator, store)
+    assert "created user viapw2" in unasked.changes
+    for user in ("viapw", "viapw2"):
+        keys = root_shell(password_vm, f"cat /home/{user}/.ssh/authorized_keys")
+        assert keys.splitlines() == [operator.public_line], keys
+    leaked = root_shell(
+        password_vm,
+        f"grep -rlF {shlex.quote(secret)} /home/viapw /home/viapw2 /etc/sudoers.d || echo none",
+    )
+    assert leaked.strip() == "none"
+
+
+def test_a_system_account_is_refused_as_deploy_user_before_anything_changes(
+    password_vm: LabVM, operator: KeyPair
+) -> None:
+    store = TrustStore(password_vm.directory)
+    with pytest.raises(ConfigError, match=r"^www-data is a system account on .* \(uid 33\): "):
+        bootstrap(
+            password_vm.target,
+            password_vm.root_login(),
+            DeployUser(name="www-data"),
+            operator,
+            store,
+        )
+    untouched = "test -e /etc/sudoers.d/bulwark-www-data -o -e /var/www/.ssh && echo changed"
+    assert root_shell(password_vm, f"{untouched} || echo untouched").strip() == "untouched"
 
 
 def test_wrong_password_is_reported_and_nothing_changes(
