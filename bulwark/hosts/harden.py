@@ -189,6 +189,9 @@ def _command(inventory: Path, limit: str | None, *, dry: bool, diff: bool) -> li
     # Host keys are always checked against the pinned ones (preflight made sure they exist).
     cmd = [sys.executable, "-m", "pyinfra", str(inventory.resolve()), HARDEN_DEPLOY]
     cmd += ["--data", "ssh_strict_host_key_checking=yes"]
+    # No ssh_config: pyinfra would read ~/.ssh/config, whose HostName, Port or ProxyCommand
+    # would take the run somewhere other than the host preflight checked and bootstrap proved.
+    cmd += ["--data", "ssh_config_file=/dev/null"]
     # A connection UFW's rate limit refused (right after a verify, say) is tried again once
     # the limit's 30 s window has passed; sooner tries only keep the limit on.
     cmd += ["--data", "ssh_connect_retries=2", "--data", "ssh_connect_retry_min_delay=31"]

@@ -82,12 +82,28 @@ class Connection(BaseModel):
     bulwark_forwarded_ports: dict[Port, Port] = {}
 
 
+# pyinfra host data that would connect somewhere, or with something, bulwark did not check: an
+# ssh_config (HostName, ProxyCommand), paramiko's own arguments, a password in the inventory, the
+# operator's agent forwarded to the host being hardened.
+REFUSED_DATA = {
+    "ssh_config_file": "bulwark connects by ssh_hostname, ssh_port and ssh_key alone: "
+    "put the host's address, port and key there",
+    "ssh_paramiko_connect_kwargs": "bulwark sets the connection itself: use ssh_hostname, "
+    "ssh_port and ssh_key",
+    "ssh_password": "harden logs in by key (bulwark bootstrap installs it): remove the password",
+    "ssh_forward_agent": "the host being hardened gets no access to your agent: remove it",
+}
+
+
 def from_data(name: str, data: dict[str, Any]) -> InventoryHost:
     """Build an InventoryHost from pyinfra host data; an error names the host, field and fix."""
     try:
         name = check_inventory_name(name)
     except ValueError as exc:
         raise ConfigError(f"inventory: {exc}") from None
+    for key, fix in REFUSED_DATA.items():
+        if data.get(key) not in (None, False):
+            raise ConfigError(f"{name}: {key} is not supported: {fix}")
     try:
         conn = Connection.model_validate({k: v for k, v in data.items() if v is not None})
         host = conn.ssh_hostname or check_host(name)
@@ -165,6 +181,14 @@ def load(path: Path, limit: str | None = None) -> list[InventoryHost]:
         if patterns and not _matches(host.name, host.groups, patterns):
             continue
         hosts.append(_anchored(from_data(host.name, host.data.dict()), base))
+    seen: dict[str, str] = {}
+    for h in hosts:
+        other = seen.setdefault(h.target.known_hosts_name.lower(), h.name)
+        if other != h.name:
+            raise ConfigError(
+                f"{h.name}: {h.target} is also host {other}: one machine, one inventory entry "
+                "(two would get two sets of settings)"
+            )
     if not hosts and limit is not None:
         raise ConfigError(f"no host in {path} matches --limit {limit}: check the name or group")
     if not hosts:
