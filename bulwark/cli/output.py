@@ -99,6 +99,13 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
         except BulwarkError as exc:
             error_line(str(exc))
             raise typer.Exit(int(exc.exit_code)) from None
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            # A file the command was pointed at that the system refuses (a name too long, a
+            # folder it may not read): one line naming it, as for any other bad input.
+            error_line(f"{exc.filename}: {exc.strerror or exc}: check the path")
+            raise typer.Exit(int(ExitCode.ERROR)) from None
         except (KeyboardInterrupt, typer.Abort):
             # typer turns Ctrl-C at a prompt into Abort.
             interrupted_line()

@@ -53,6 +53,9 @@ def check_private(path: Path) -> None:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise ConfigError(f"key file {path} does not exist: pass an existing private key") from None
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        # A FIFO or a device would block the read, or never end it.
+        raise ConfigError(f"key file {path} is not a regular file: pass a private key file")
     if stat.S_ISREG(mode) and mode & 0o077:
         raise ConfigError(
             f"key file {path} is accessible by others (mode {stat.S_IMODE(mode):04o}): "

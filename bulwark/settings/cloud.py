@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from bulwark.errors import ConfigError
 from bulwark.pooling.budget import Budget, Clients, Pooler, Postgres, Tier, parse_tier, size_pools
 from bulwark.secretscan import secret_setting
-from bulwark.settings.load import one_line, read_yaml
+from bulwark.settings.load import Int, one_line, read_yaml
 
 POOLER_PORT = 6432  # Cloud SQL's managed pooler listens here; the PgBouncer VM uses the same.
 AREAS = ("network", "database", "pooler", "cache", "service", "ci")
@@ -31,8 +31,10 @@ MEMBER_RE = re.compile(r"^(user|serviceAccount|group|domain|principal|principalS
 # Names the app's plain env may not use: they are set by the stack or must be secret refs.
 MANAGED_ENV = frozenset(
     {"DATABASE_URL", "REDIS_AUTH", "REDIS_HOST", "REDIS_PORT", "REDIS_CA_CERT",
-     "DB_PREPARE_THRESHOLD", "DB_POOL_MAX_SIZE", "WEB_CONCURRENCY", "PORT"}
+     "DB_PREPARE_THRESHOLD", "DB_POOL_MAX_SIZE", "WEB_CONCURRENCY", "PORT",
+     "K_SERVICE", "K_REVISION", "K_CONFIGURATION"}  # the last three Cloud Run sets itself
 )  # fmt: skip
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 def _cidr(value: str) -> str:
@@ -62,7 +64,7 @@ class NetworkSettings(BaseModel):
         default="10.8.1.0/28",
         description="Subnet of the PgBouncer VM (pgbouncer mode only); the only one with NAT.",
     )
-    services_range_prefix: int = Field(
+    services_range_prefix: Int = Field(
         default=16,
         ge=16,
         le=24,
@@ -93,38 +95,38 @@ class DatabaseSettings(BaseModel):
         default="REGIONAL",
         description="REGIONAL keeps a standby in a second zone; prod refuses ZONAL.",
     )
-    disk_size_gb: int = Field(
-        default=20, ge=10, description="Initial disk; it grows automatically."
+    disk_size_gb: Int = Field(
+        default=20, ge=10, le=65536, description="Initial disk; it grows automatically."
     )
-    disk_autoresize_limit_gb: int = Field(
-        default=500, ge=0, description="Cap on automatic growth (0: no cap)."
+    disk_autoresize_limit_gb: Int = Field(
+        default=500, ge=0, le=65536, description="Cap on automatic growth (0: no cap)."
     )
     backup_start_time: str = Field(
         default="02:00", pattern=r"^\d\d:00$", description="Daily backup window start (UTC)."
     )
-    retained_backups: int = Field(default=14, ge=1, le=365, description="Daily backups kept.")
-    log_retention_days: int = Field(
+    retained_backups: Int = Field(default=14, ge=1, le=365, description="Daily backups kept.")
+    log_retention_days: Int = Field(
         default=7,
         ge=1,
         le=35,
         description="Days of WAL kept for point-in-time recovery (Enterprise: at most 7).",
     )
-    maintenance_day: int = Field(
+    maintenance_day: Int = Field(
         default=7, ge=1, le=7, description="Maintenance window day (1 = Monday, 7 = Sunday)."
     )
-    maintenance_hour: int = Field(
+    maintenance_hour: Int = Field(
         default=3, ge=0, le=23, description="Maintenance window hour (UTC)."
     )
     deletion_protection: bool = Field(
         default=True,
         description="Both layers: Pulumi refuses to delete, and so does GCP. prod refuses false.",
     )
-    max_connections: int | None = Field(
+    max_connections: Int | None = Field(
         default=None,
         ge=25,
         description="Postgres max_connections flag; unset means the tier's default.",
     )
-    reserved_connections: int = Field(
+    reserved_connections: Int = Field(
         default=10,
         ge=3,
         description="Slots the pooler leaves alone: superuser_reserved_connections (3), Cloud "
@@ -164,14 +166,14 @@ class PgBouncerVmSettings(BaseModel):
     image: str = Field(
         default="debian-cloud/debian-12", description="Boot image (what bulwark harden knows)."
     )
-    disk_size_gb: int = Field(default=10, ge=10, description="Boot disk.")
+    disk_size_gb: Int = Field(default=10, ge=10, le=65536, description="Boot disk.")
     version: str = Field(
         default="1.18",
         pattern=r"^\d+\.\d+$",
         description="PgBouncer version the deploy installs (Debian 12 ships 1.18); decides "
         "whether prepared statements are safe.",
     )
-    max_prepared_statements: int = Field(
+    max_prepared_statements: Int = Field(
         default=0,
         ge=0,
         description="PgBouncer max_prepared_statements (needs >= 1.21; 0 turns the support off).",
@@ -188,13 +190,13 @@ class PoolerSettings(BaseModel):
         description="managed: Cloud SQL Enterprise Plus managed connection pooling; pgbouncer: "
         "PgBouncer on a small private VM.",
     )
-    max_client_connections: int = Field(
+    max_client_connections: Int = Field(
         default=2000,
         ge=1,
         description="Client connections each pooler accepts; the budget checks the worst case "
         "against it.",
     )
-    pool_size: int | None = Field(
+    pool_size: Int | None = Field(
         default=None,
         ge=1,
         description="Server connections per (database, user) pool per pooler; unset: sized from "
@@ -212,7 +214,7 @@ class CacheSettings(BaseModel):
         default="STANDARD_HA",
         description="STANDARD_HA keeps a replica in another zone; prod refuses BASIC.",
     )
-    memory_size_gb: int = Field(default=1, ge=1, le=300, description="Redis memory.")
+    memory_size_gb: Int = Field(default=1, ge=1, le=300, description="Redis memory.")
     redis_version: str = Field(
         default="REDIS_7_2", pattern=r"^REDIS_\d+_\d+$", description="Redis version."
     )
@@ -222,7 +224,7 @@ class CacheSettings(BaseModel):
     maintenance_day: Literal[
         "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"
     ] = Field(default="SUNDAY", description="Weekly maintenance window day.")
-    maintenance_hour: int = Field(
+    maintenance_hour: Int = Field(
         default=4, ge=0, le=23, description="Maintenance window hour (UTC)."
     )
     deletion_protection: bool = Field(
@@ -243,30 +245,32 @@ class ServiceSettings(BaseModel):
         default=False,
         description="Named opt-out: accept a tag instead of a digest (never in prod).",
     )
-    max_instances: int = Field(
-        default=10, description="Upper bound on instances: the budget and the bill depend on it."
+    max_instances: Int = Field(
+        default=10,
+        le=1000,
+        description="Upper bound on instances: the budget and the bill depend on it.",
     )
-    min_instances: int = Field(default=0, ge=0, description="Instances kept warm.")
-    concurrency: int = Field(
+    min_instances: Int = Field(default=0, ge=0, description="Instances kept warm.")
+    concurrency: Int = Field(
         default=40, ge=1, le=1000, description="Requests one instance serves at once."
     )
-    rollout_surge_percent: int = Field(
+    rollout_surge_percent: Int = Field(
         default=100,
         ge=0,
         le=100,
         description="Extra instances a rollout may run while the old revision drains (worst "
         "case: both at max).",
     )
-    workers_per_instance: int = Field(
+    workers_per_instance: Int = Field(
         default=2, ge=1, le=64, description="Worker processes per instance (WEB_CONCURRENCY)."
     )
-    db_pool_size: int = Field(
+    db_pool_size: Int = Field(
         default=5, ge=1, le=100, description="Connection pool per worker (DB_POOL_MAX_SIZE)."
     )
     cpu: str = Field(default="1", pattern=r"^\d+(\.\d+)?$|^\d+m$", description="CPU limit.")
     memory: str = Field(default="512Mi", pattern=r"^\d+(Mi|Gi)$", description="Memory limit.")
-    port: int = Field(default=8080, ge=1, le=65535, description="Port the container listens on.")
-    request_timeout_seconds: int = Field(default=60, ge=1, le=3600, description="Request timeout.")
+    port: Int = Field(default=8080, ge=1, le=65535, description="Port the container listens on.")
+    request_timeout_seconds: Int = Field(default=60, ge=1, le=3600, description="Request timeout.")
     startup_probe_path: str = Field(
         default="/healthz", pattern=r"^/", description="HTTP path that answers once started."
     )
@@ -289,8 +293,10 @@ class ServiceSettings(BaseModel):
     allow_public_invoker: bool = Field(
         default=False, description="Named opt-out: let allUsers/allAuthenticatedUsers invoke."
     )
-    libpq_major: int | None = Field(
+    libpq_major: Int | None = Field(
         default=None,
+        ge=9,
+        le=99,
         description="libpq major version in the image, if known; prepared statements through "
         "PgBouncer need >= 17.",
     )
@@ -331,6 +337,11 @@ class ServiceSettings(BaseModel):
                     "serviceAccount:NAME@PROJECT.iam.gserviceaccount.com"
                 )
         for name, value in self.env.items():
+            if not ENV_NAME_RE.fullmatch(name):
+                raise ValueError(
+                    f"env: {name!r} is not an environment variable name: use letters, digits "
+                    "and '_', not starting with a digit"
+                )
             if name in MANAGED_ENV:
                 raise ValueError(f"env: {name} is set by the stack: remove it")
             if why := secret_setting(name, value):

@@ -55,8 +55,12 @@ def kind(field: FieldInfo) -> str:
     name = _type_name(field.annotation)
     if named:
         return named[0] + (" or none" if name.endswith(" or none") else "")
-    if name == "integer" and low is not None:
-        return f"integer {low}-{high}" if high is not None else f"integer >= {low}"
+    if name.startswith("integer") and (low is not None or high is not None):
+        bounds = (
+            f"{low}-{high}" if low is not None and high is not None
+            else f">= {low}" if low is not None else f"<= {high}"
+        )  # fmt: skip
+        return f"integer {bounds}" + name.removeprefix("integer")
     return name
 
 
@@ -65,6 +69,7 @@ VALIDATED = {
     "check_group_name": "group name",
     "check_duration": "duration (600, 10m, 1h, 1d)",
     "check_address": "IP or CIDR",
+    "check_module": "module name",
     "check_max_startups": "N or start:rate:full",
     "check_clock_time": "HH:MM",
     "check_mail": "mail address",

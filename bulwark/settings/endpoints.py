@@ -22,6 +22,7 @@ from pydantic import BeforeValidator
 # Printable ASCII and beyond, minus C0/C1 controls and DEL: a newline in a path would end an
 # ssh_config line; any control character in a path is a mistake or an attack.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+NAME_MAX, PATH_MAX = 255, 4095  # Linux's limits on a file name and a path
 # Who we log in as: POSIX portable names (what useradd and cloud images use: deploy, ec2-user,
 # ubuntu, root). No '@', ':', '%', whitespace or a leading '-', which ssh would read as syntax.
 _LOGIN_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
@@ -116,6 +117,11 @@ def check_path(value: object) -> Path:
         raise ValueError(f"{value!r} is not a path: give a file path")
     if _CONTROL.search(value):
         raise ValueError(f"path {value!r} contains a control character: rename the file")
+    if len(value) > PATH_MAX or any(len(part) > NAME_MAX for part in value.split("/")):
+        raise ValueError(
+            f"path {value[:40]!r}... is longer than Linux allows ({NAME_MAX} bytes a name, "
+            f"{PATH_MAX} in all): shorten it"
+        )
     return Path(value)
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bulwark.settings.load import one_line
+from bulwark.settings.load import Int, one_line
 from bulwark.settings.net import ufw_source
 from bulwark.settings.pooler import PgbouncerSettings
 
@@ -31,8 +31,11 @@ def check_user_name(name: str) -> str:
 UserName = Annotated[str, AfterValidator(check_user_name)]
 
 GROUP_NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-# fail2ban's time abbreviations: 600, 10m, 1h30m, 1d, 1w, 1mo, 1y.
-DURATION_RE = re.compile(r"^(\d+(s|m|h|d|w|mo|y)?)+$")
+# fail2ban's time abbreviations: 600, 10m, 1h30m, 1d, 1w, 1mo, 1y. Written so that each digit
+# has one reading (a nested `(\d+unit?)+` backtracks exponentially on a long bad value).
+DURATION_RE = re.compile(r"^\d{1,9}(?:(?:mo|[smhdwy])\d{1,9})*(?:mo|[smhdwy])?$")
+# A kernel module's name as modprobe.d reads it (one word: it becomes `install NAME /bin/false`).
+MODULE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
@@ -45,11 +48,20 @@ def check_group_name(name: str) -> str:
 
 
 def check_duration(value: str) -> str:
-    if not DURATION_RE.fullmatch(value):
+    if len(value) > 32 or not DURATION_RE.fullmatch(value):
         raise ValueError(
             f"invalid duration {value!r}: use seconds (600) or fail2ban's units (10m, 1h, 1d, 1w)"
         )
     return value
+
+
+def check_module(name: str) -> str:
+    if not MODULE_RE.fullmatch(name):
+        raise ValueError(
+            f"invalid kernel module name {name!r}: use its name as lsmod shows it (1-64 of a-z, "
+            "0-9, '_' or '-')"
+        )
+    return name
 
 
 def check_address(value: str) -> str:
@@ -93,6 +105,7 @@ def check_mail(value: str) -> str:
 GroupName = Annotated[str, AfterValidator(check_group_name)]
 Duration = Annotated[str, AfterValidator(check_duration)]
 Address = Annotated[str, AfterValidator(check_address)]
+Module = Annotated[str, AfterValidator(check_module)]
 
 
 class DeployUser(BaseModel):
@@ -147,7 +160,7 @@ def check_banner(text: str) -> str:
         raise ValueError("is empty: write the notice, or null for no banner")
     if "\\" in text:
         raise ValueError("holds a backslash, an escape in /etc/issue: leave it out")
-    if any(not line.isprintable() for line in text.splitlines()):
+    if any(not ch.isprintable() for ch in text.replace("\n", "")):
         raise ValueError("holds a control character: use plain text lines")
     if len(text.splitlines()) > 20:
         raise ValueError("is longer than 20 lines: keep the notice short")
@@ -159,7 +172,7 @@ class SshSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
-    port: int = Field(
+    port: Int = Field(
         default=22, ge=1, le=65535, description="SSH port; a change opens the firewall first."
     )
     allow_users: tuple[UserName, ...] = Field(
@@ -172,19 +185,19 @@ class SshSettings(BaseModel):
         description="AllowGroups, in addition to AllowUsers (both must match); the user bulwark "
         "connects as must be in one of them, or the run is refused before anything changes.",
     )
-    max_auth_tries: int = Field(
+    max_auth_tries: Int = Field(
         default=3, ge=1, le=10, description="MaxAuthTries: guesses per connection (CIS: <= 4)."
     )
-    login_grace_time: int = Field(
+    login_grace_time: Int = Field(
         default=30, ge=10, le=120, description="LoginGraceTime seconds: unauthenticated hold."
     )
-    client_alive_interval: int = Field(
-        default=300, ge=0, description="ClientAliveInterval seconds: probe idle sessions."
+    client_alive_interval: Int = Field(
+        default=300, ge=0, le=86400, description="ClientAliveInterval seconds: probe idle sessions."
     )
-    client_alive_count_max: int = Field(
-        default=2, ge=0, description="ClientAliveCountMax: unanswered probes before a drop."
+    client_alive_count_max: Int = Field(
+        default=2, ge=0, le=100, description="ClientAliveCountMax: unanswered probes before a drop."
     )
-    max_sessions: int = Field(default=10, ge=1, description="MaxSessions per connection.")
+    max_sessions: Int = Field(default=10, ge=1, le=1000, description="MaxSessions per connection.")
     max_startups: Annotated[str, AfterValidator(check_max_startups)] = Field(
         default="10:30:60", description="MaxStartups: throttle unauthenticated connections."
     )
@@ -194,7 +207,7 @@ class SshSettings(BaseModel):
         "the console's /etc/issue. A notice is what makes monitoring and prosecution of "
         "unauthorised use defensible in many jurisdictions. null for none.",
     )
-    revert_after: int = Field(
+    revert_after: Int = Field(
         default=180,
         ge=60,
         le=3600,
@@ -208,7 +221,7 @@ class FirewallRule(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
-    port: int = Field(ge=1, le=65535)
+    port: Int = Field(ge=1, le=65535)
     proto: str = Field(default="tcp", pattern="^(tcp|udp)$")
     sources: tuple[str, ...] = Field(default=("any",), description="CIDRs allowed, or 'any'.")
 
@@ -251,7 +264,9 @@ class Fail2banSettings(BaseModel):
 
     bantime: Duration = Field(default="1h", description="How long a ban lasts.")
     findtime: Duration = Field(default="10m", description="Window in which failures are counted.")
-    maxretry: int = Field(default=5, ge=1, description="Failures within findtime before a ban.")
+    maxretry: Int = Field(
+        default=5, ge=1, le=1000, description="Failures within findtime before a ban."
+    )
     ignoreip: tuple[Address, ...] = Field(
         default=(), description="Operator ranges never banned (localhost is always ignored)."
     )
@@ -299,14 +314,14 @@ class KernelSettings(BaseModel):
         description="Keep IPv6 router advertisements and SLAAC: set true where the provider "
         "configures IPv6 that way, or the host loses IPv6 at the next boot.",
     )
-    disabled_filesystems: tuple[str, ...] = Field(
+    disabled_filesystems: tuple[Module, ...] = Field(
         default=("cramfs", "freevxfs", "jffs2", "hfs", "hfsplus", "squashfs", "udf"),
         description="File systems nobody mounts on a server (CIS 1.1.1).",
     )
-    disabled_protocols: tuple[str, ...] = Field(
+    disabled_protocols: tuple[Module, ...] = Field(
         default=("dccp", "sctp", "rds", "tipc"), description="Rare network protocols (CIS 3.2)."
     )
-    disabled_devices: tuple[str, ...] = Field(
+    disabled_devices: tuple[Module, ...] = Field(
         default=("usb-storage", "firewire-core"),
         description="USB mass storage and FireWire drivers: no disk is plugged into a server, "
         "and FireWire gives a device DMA to memory (CIS 1.1.23). () where a USB disk is used.",
@@ -330,19 +345,19 @@ class AccountsSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
-    password_max_days: int = Field(
+    password_max_days: Int = Field(
         default=365,
         ge=1,
         le=99999,
         description="PASS_MAX_DAYS: a new password expires (CIS 5.4.1.1).",
     )
-    password_min_days: int = Field(
+    password_min_days: Int = Field(
         default=1, ge=0, le=365, description="PASS_MIN_DAYS: no cycling back to the old one."
     )
-    password_warn_days: int = Field(
+    password_warn_days: Int = Field(
         default=14, ge=0, le=365, description="PASS_WARN_AGE: warning before expiry."
     )
-    hash_rounds: int = Field(
+    hash_rounds: Int = Field(
         default=65536,
         ge=5000,
         le=10_000_000,
@@ -354,7 +369,7 @@ class AccountsSettings(BaseModel):
         description="libpam-pwquality: passwd refuses a weak new password (Debian's defaults: "
         "length, classes, not a dictionary word).",
     )
-    shell_timeout: int = Field(
+    shell_timeout: Int = Field(
         default=900,
         ge=0,
         le=86400,

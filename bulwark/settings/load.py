@@ -7,8 +7,9 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BeforeValidator, ValidationError
 
 from bulwark.errors import ConfigError
 
@@ -70,12 +71,52 @@ def one_line(
     return ConfigError(f"{where}.{path}: {msg}" if path else f"{where}: {msg}")
 
 
+def _not_bool(value: object) -> object:
+    """YAML's `yes`/`no`/`on` and Python's True are numbers to pydantic (True is 1): refused."""
+    if isinstance(value, bool):
+        raise ValueError(
+            f"{value!r} is not a number: write the number (YAML reads yes/no as true/false)"
+        )
+    return value
+
+
+# Every whole-number setting: a number (or digits, as Pulumi's config stores it), never a boolean.
+Int = Annotated[int, BeforeValidator(_not_bool)]
+
+
+def _unique_keys_loader() -> type[Any]:
+    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last,
+    so a second `bulwark:ci` further down would silently win). Merges (`<<`) still override."""
+    import yaml  # noqa: PLC0415
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[object] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # an unhashable key: SafeLoader's own error names it
+                    break
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{key!r} is set twice in this mapping", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeys
+
+
 def read_yaml(path: Path) -> object:
-    """A YAML document; a syntax error is `file:line:column: problem: fix it`."""
+    """A YAML document; a syntax error or a key set twice is `file:line:column: problem: fix
+    it`."""
     import yaml  # noqa: PLC0415 - PyYAML loads only for commands that read a file
 
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_keys_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

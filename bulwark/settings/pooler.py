@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bulwark.pooling.budget import Budget, Clients, Pooler, Postgres, size_pools
 from bulwark.settings.endpoints import HostName, SafePath
+from bulwark.settings.load import Int
 from bulwark.settings.net import ufw_source
 
 
@@ -23,7 +24,7 @@ class PoolerDatabase(BaseModel):
     host: HostName = Field(
         default="127.0.0.1", description="Postgres host, as PgBouncer reaches it."
     )
-    port: int = Field(default=5432, ge=1, le=65535, description="Postgres port.")
+    port: Int = Field(default=5432, ge=1, le=65535, description="Postgres port.")
     user: str = Field(
         pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="The role the app connects as."
     )
@@ -54,7 +55,7 @@ class PgbouncerSettings(BaseModel):
     listen_address: str = Field(
         description="The host's private address PgBouncer listens on (never 0.0.0.0)."
     )
-    port: int = Field(default=6432, ge=1024, le=65535, description="PgBouncer's port.")
+    port: Int = Field(default=6432, ge=1024, le=65535, description="PgBouncer's port.")
     pool_mode: Literal["transaction"] = Field(
         default="transaction",
         description="Transaction pooling: what lets thousands of app connections share a few "
@@ -72,22 +73,22 @@ class PgbouncerSettings(BaseModel):
         ),
         description="The app side of the connection budget (instances, surge, workers, pool).",
     )
-    max_client_conn: int | None = Field(
+    max_client_conn: Int | None = Field(
         default=None, ge=1, description="Client limit; default: the budget's worst case."
     )
-    default_pool_size: int | None = Field(
+    default_pool_size: Int | None = Field(
         default=None,
         ge=1,
         description="Server connections per (database, user) pool; default: sized by the "
         "connection budget (the most Postgres fits, no more than the app's worst case uses).",
     )
-    server_max_connections: int = Field(
+    server_max_connections: Int = Field(
         default=100, ge=2, description="Postgres max_connections the pools must fit in."
     )
-    reserved_connections: int = Field(
+    reserved_connections: Int = Field(
         default=5, ge=0, description="Slots left for superusers and maintenance."
     )
-    max_prepared_statements: int = Field(
+    max_prepared_statements: Int = Field(
         default=200,
         ge=0,
         description="Prepared statements PgBouncer tracks per connection (PgBouncer >= 1.21; "

@@ -84,7 +84,28 @@ INVENTORIES = {
     "missing_key.py": inventory(f"{{{GOOD_HOST.replace('/good', '/missing')}}}"),
     "good.py": inventory(f"{{{GOOD_HOST}}}"),
     "proved.py": inventory(f"{{{GOOD_HOST.replace('{trust}', '{trust}/proved')}}}"),
+    # Settings and connection data that must stop at the inventory, however they are written.
+    "module_injection.py": inventory(
+        "{" + GOOD_HOST + ", 'bulwark': {'kernel': {'disabled_filesystems': "
+        "['cramfs\\ninstall ext4 /bin/sh -c id']}}}"
+    ),
+    "banner_cr.py": inventory("{" + GOOD_HOST + ", 'bulwark': {'ssh': {'banner': 'Hi\\rEvil'}}}"),
+    "bantime_backtrack.py": inventory(
+        "{" + GOOD_HOST + ", 'bulwark': {'fail2ban': {'bantime': '" + "1" * 40 + "!'}}}"
+    ),
+    "port_true.py": inventory("{" + GOOD_HOST + ", 'bulwark': {'ssh': {'port': True}}}"),
+    "interval_huge.py": inventory(
+        "{" + GOOD_HOST + ", 'bulwark': {'ssh': {'client_alive_interval': 10**30}}}"
+    ),
+    "ssh_config_file.py": inventory("{" + GOOD_HOST + ", 'ssh_config_file': '/tmp/evil'}"),
+    "ssh_password.py": inventory("{" + GOOD_HOST + ", 'ssh_password': 'hunter2'}"),
+    "paramiko_kwargs.py": inventory(
+        "{" + GOOD_HOST + ", 'ssh_paramiko_connect_kwargs': {'allow_agent': True}}"
+    ),
+    "forward_agent.py": inventory("{" + GOOD_HOST + ", 'ssh_forward_agent': True}"),
+    "same_host_twice.py": f"web = [('web1', {{{GOOD_HOST}}}), ('web2', {{{GOOD_HOST}}})]\n",
 }
+LONG = "a" * 300  # longer than a Linux file name may be
 
 CASES = [
     # ------------------------------------------------------------------ bootstrap
@@ -119,6 +140,9 @@ CASES = [
     Case("bootstrap-deploy-key-newline", ("bootstrap", REMOTE, "--deploy-key", "{keys}/new\nline", "--password-env", "PW"), r"control character"),
     Case("bootstrap-no-terminal-no-yes", ("bootstrap", REMOTE, "--password-env", "PW", "--trust-dir", "{trust}"), r"^error: bootstrap changes hosts and there is no terminal to ask on: pass --yes"),
     Case("bootstrap-trust-dir-file", ("bootstrap", REMOTE, "--trust-dir", "{keys}/good", "--password-env", "PW"), r"--trust-dir .* is a file"),
+    Case("bootstrap-key-fifo", ("bootstrap", REMOTE, "--key", "{keys}/fifo"), r"key file .*fifo is not a regular file"),
+    Case("bootstrap-password-newline", ("bootstrap", REMOTE, "--password-env", "PWNL"), r"--password-env PWNL: the password holds a line break"),
+    Case("bootstrap-trust-dir-too-long", ("bootstrap", REMOTE, "--trust-dir", "{tmp}/" + LONG, "--password-env", "PW"), r"longer than Linux allows|File name too long"),
     Case("bootstrap-password-env-unset", ("bootstrap", REMOTE, "--password-env", "BULWARK_UNSET"), r"that variable is not set"),
     Case("bootstrap-ask-password-no-tty", ("bootstrap", REMOTE, "--ask-password"), r"needs a terminal"),
     Case("bootstrap-no-credential", ("bootstrap", REMOTE), r"no first-contact credential"),
@@ -146,6 +170,17 @@ CASES = [
     Case("harden-no-terminal-no-yes", ("harden", "{inv}/proved.py"), r"^error: harden changes hosts and there is no terminal to ask on: pass --yes to apply \(or --dry to preview\)$"),
     Case("harden-unpinned", ("harden", "{inv}/no_known_hosts.py"), r"ssh_known_hosts_file is not set"),
     Case("harden-proofs-list", ("harden", "{inv}/proofs_list.py"), r"access-proofs\.json: the file: use a valid dictionary"),
+    Case("harden-module-injection", ("harden", "{inv}/module_injection.py"), r"^error: web1: bulwark\.kernel\.disabled_filesystems\[0\]: invalid kernel module name"),
+    Case("harden-banner-carriage-return", ("harden", "{inv}/banner_cr.py"), r"bulwark\.ssh\.banner: holds a control character"),
+    Case("harden-bantime-backtracking", ("harden", "{inv}/bantime_backtrack.py"), r"bulwark\.fail2ban\.bantime: invalid duration"),
+    Case("harden-port-true", ("harden", "{inv}/port_true.py"), r"bulwark\.ssh\.port: True is not a number"),
+    Case("harden-interval-huge", ("harden", "{inv}/interval_huge.py"), r"bulwark\.ssh\.client_alive_interval: .*86400"),
+    Case("harden-ssh-config-file", ("harden", "{inv}/ssh_config_file.py"), r"^error: web1: ssh_config_file is not supported: "),
+    Case("harden-ssh-password", ("harden", "{inv}/ssh_password.py"), r"^error: web1: ssh_password is not supported: "),
+    Case("harden-paramiko-kwargs", ("harden", "{inv}/paramiko_kwargs.py"), r"^error: web1: ssh_paramiko_connect_kwargs is not supported: "),
+    Case("harden-forward-agent", ("harden", "{inv}/forward_agent.py"), r"^error: web1: ssh_forward_agent is not supported: "),
+    Case("harden-same-host-twice", ("harden", "{inv}/same_host_twice.py"), r"^error: web2: 203\.0\.113\.9 is also host web1"),
+    Case("harden-path-too-long", ("harden", "{tmp}/" + LONG + ".py"), r"File name too long: check the path"),
     Case("harden-proofs-fields", ("harden", "{inv}/proofs_fields.py"), r"access-proofs\.json: 203\.0\.113\.9\.port: missing"),
     # ------------------------------------------------------------------ verify
     Case("verify-proxycommand-injection", ("verify", "x\n  ProxyCommand touch /tmp/pwned\n  #@host"), r"target .*invalid user name"),
@@ -172,6 +207,10 @@ CASES = [
     Case("plan-stack-unknown", ("plan", "--stack", "qa", "--stacks-dir", "{stacks}"), r"no such stack file"),
     Case("plan-yaml-error", ("plan", "--stack", "dev", "--stacks-dir", "{tmp}/stacks-bad"), r"Pulumi\.dev\.yaml:3:1: found character '\\t' that cannot start any token: fix the YAML there"),
     Case("plan-stack-file-is-a-directory", ("plan", "--stack", "dev", "--stacks-dir", "{tmp}/stacks-dir"), r"is a directory"),
+    Case("plan-key-set-twice", ("plan", "--stack", "dev", "--stacks-dir", "{tmp}/stacks-twice"), r"Pulumi\.dev\.yaml:\d+:3: 'bulwark:environment' is set twice in this mapping: fix the YAML there"),
+    Case("plan-port-yes", ("plan", "--stack", "dev", "--stacks-dir", "{tmp}/stacks-port"), r"bulwark:service\.port: True is not a number"),
+    Case("plan-env-name", ("plan", "--stack", "dev", "--stacks-dir", "{tmp}/stacks-env"), r"env: 'BAD NAME' is not an environment variable name"),
+    Case("plan-stacks-dir-too-long", ("plan", "--stack", "dev", "--stacks-dir", "{tmp}/" + LONG), r"File name too long|longer than Linux allows"),
     # ------------------------------------------------------------------ audit
     Case("audit-out-missing-folder", ("audit", "--stack", "dev", "--stacks-dir", "{stacks}", "-o", "{tmp}/nosuch/a.md"), r"--out .* folder .* does not exist"),
     Case("audit-format", ("audit", "--stack", "dev", "--format", "pdf"), r"--format: 'pdf' is not a format"),
@@ -252,6 +291,17 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     shutil.copytree(REPO / "stacks", bad)
     (bad / "Pulumi.dev.yaml").write_text("config:\n  gcp:project: x\n\tbulwark:service: {}\n")
     (tmp_path / "stacks-dir" / "Pulumi.dev.yaml").mkdir(parents=True)
+    dev = (REPO / "stacks" / "Pulumi.dev.yaml").read_text()
+    for name, text in (("stacks-twice", dev + "  bulwark:environment: prod\n"),
+                       ("stacks-port", dev.replace("    max_instances: 3\n",
+                                                   "    max_instances: 3\n    port: yes\n")),
+                       ("stacks-env", dev.replace("    max_instances: 3\n",
+                                                  "    max_instances: 3\n    env:\n"
+                                                  "      BAD NAME: x\n"))):  # fmt: skip
+        assert text != dev
+        shutil.copytree(REPO / "stacks", tmp_path / name)
+        (tmp_path / name / "Pulumi.dev.yaml").write_text(text)
+    os.mkfifo(keys / "fifo", 0o600)
     for name, waivers in (("policies-bad", "waivers:\n\t- rule: x\n"),
                           ("policies-rule", "waivers:\n  - rule: sql-no-such-rule\n    stack: dev\n"
                            "    resource: x\n    owner: o@example.com\n    reason: a reason long "
@@ -277,6 +327,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("BULWARK_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("BULWARK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PW", "not-a-real-password")
+    monkeypatch.setenv("PWNL", "not-a-real-password\nsecond line")
     monkeypatch.delenv("BULWARK_UNSET", raising=False)
     monkeypatch.chdir(tmp_path)
     return {"paths": paths, "contacts": contacts}
