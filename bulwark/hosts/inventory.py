@@ -101,9 +101,6 @@ def from_data(name: str, data: dict[str, Any]) -> InventoryHost:
         name = check_inventory_name(name)
     except ValueError as exc:
         raise ConfigError(f"inventory: {exc}") from None
-    for key, fix in REFUSED_DATA.items():
-        if data.get(key) not in (None, False):
-            raise ConfigError(f"{name}: {key} is not supported: {fix}")
     try:
         conn = Connection.model_validate({k: v for k, v in data.items() if v is not None})
         host = conn.ssh_hostname or check_host(name)
@@ -180,7 +177,14 @@ def load(path: Path, limit: str | None = None) -> list[InventoryHost]:
     for host in inventory:
         if patterns and not _matches(host.name, host.groups, patterns):
             continue
-        hosts.append(_anchored(from_data(host.name, host.data.dict()), base))
+        data = host.data.dict()
+        checked = from_data(host.name, data)
+        # The inventory's own data only: inside harden's pyinfra run, bulwark's overrides (no
+        # ssh_config) are host data too, and the deploys read it through from_data.
+        for key, fix in REFUSED_DATA.items():
+            if data.get(key) not in (None, False):
+                raise ConfigError(f"{checked.name}: {key} is not supported: {fix}")
+        hosts.append(_anchored(checked, base))
     seen: dict[str, str] = {}
     for h in hosts:
         other = seen.setdefault(h.target.known_hosts_name.lower(), h.name)

@@ -40,6 +40,20 @@ def test_bad_settings_in_inventory_name_host_and_field(tmp_path: Path) -> None:
         load(inv)
 
 
+def test_the_deploys_accept_the_data_harden_runs_pyinfra_with(tmp_path: Path) -> None:
+    # The inventory may not name an ssh_config; harden itself passes /dev/null as one, and the
+    # deploys read the host (override included) through from_data, inside pyinfra's run.
+    from bulwark.hosts.harden import _command  # noqa: PLC0415
+
+    command = _command(tmp_path / "inv.py", None, dry=False, diff=False)
+    at = command.index("ssh_config_file=/dev/null")
+    assert command[at - 1] == "--data"
+    host = from_data("web1", {"ssh_hostname": "203.0.113.7", "ssh_config_file": "/dev/null"})
+    assert str(host.target) == "203.0.113.7"
+    with pytest.raises(ConfigError, match=r"^web1: ssh_config_file is not supported: "):
+        load(write(tmp_path, "{'ssh_hostname': '203.0.113.7', 'ssh_config_file': '/dev/null'}"))
+
+
 def test_limit_that_matches_nothing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no host in .* matches --limit db9"):
         load(write(tmp_path, "{}"), limit="db9")
