@@ -9,11 +9,19 @@ does not exist is an input error, because it would silently waive nothing.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from bulwark.errors import ConfigError
 from bulwark.settings.load import read_yaml
@@ -21,6 +29,16 @@ from bulwark.settings.load import read_yaml
 WAIVERS_FILE = Path("policies/waivers.yaml")
 MAX_WAIVER_DAYS = 92  # a quarter: a waiver is reviewed at least that often
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+def _calendar_date(value: object) -> object:
+    """A date as written (YAML's 2027-01-01, or the same text quoted), never a number: pydantic
+    would read 1767225600 as a Unix time and 0 as 1970-01-01."""
+    if isinstance(value, dt.date) or (
+        isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)
+    ):
+        return value
+    raise ValueError("not a date: use YYYY-MM-DD")
 
 
 class Waiver(BaseModel):
@@ -35,7 +53,9 @@ class Waiver(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10)] = Field(
         description="Why the failure is accepted, in a sentence."
     )
-    expires: dt.date = Field(description="Last day the waiver holds (YYYY-MM-DD).")
+    expires: Annotated[dt.date, BeforeValidator(_calendar_date)] = Field(
+        description="Last day the waiver holds (YYYY-MM-DD)."
+    )
 
     def matches(self, rule_id: str, name: str, urn: str) -> bool:
         return self.rule == rule_id and self.resource in (name, urn)
@@ -73,8 +93,10 @@ def load_waivers(path: Path, today: dt.date | None = None) -> list[Waiver]:
         err = exc.errors()[0]
         loc = [str(p) for p in err["loc"]]
         where = f"waivers[{loc[1]}].{'.'.join(loc[2:])}" if len(loc) > 2 else ".".join(loc)
-        msg = str(err["msg"])
-        if err["type"] == "missing":
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "string_type" and isinstance(err.get("input"), bool):
+            msg = f"{err['input']} is YAML's reading of yes/no/true/false: quote the text ('no')"
+        elif err["type"] == "missing":
             msg = "missing: add it (rule, stack, resource, owner, reason, expires)"
         elif err["type"] == "extra_forbidden":
             msg = "unknown field: remove it or fix its spelling"

@@ -243,6 +243,12 @@ def parse_dsn(dsn: str) -> dict[str, str]:
             "DSN: it holds a password: leave it out and set PGPASSWORD or use ~/.pgpass, so "
             "the secret stays out of the process list and shell history"
         )
+    if "sslpassword" in parts:
+        raise ConfigError(
+            "DSN: it holds sslpassword, the client key's passphrase: leave it out and use an "
+            "unencrypted key file readable by you alone (sslkey), so the secret stays out of "
+            "the process list and shell history"
+        )
     return {k: str(v) for k, v in parts.items()}
 
 

@@ -46,6 +46,8 @@ def _located(exc: ValidationError, missing: str = "set it") -> tuple[tuple[int |
     for before, after in REWRITES:
         msg = msg.replace(before, after)
     msg = msg.replace("missing: set it", f"missing: {missing}")
+    if err["type"] == "string_type" and isinstance(err.get("input"), bool):
+        msg = f"{err['input']} is YAML's reading of yes/no/true/false: quote the text ('no')"
     loc = tuple(err["loc"])
     named = FIELD_FIRST.match(msg) if err["type"] == "value_error" else None
     if named and len(loc) <= 1:

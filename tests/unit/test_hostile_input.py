@@ -222,10 +222,13 @@ CASES = [
     Case("audit-policies-missing", ("audit", "--stack", "dev", "--stacks-dir", "{stacks}", "--policies-dir", "{tmp}/nosuch"), r"--policies-dir .* is not a folder"),
     Case("audit-waivers-yaml", ("audit", "--stack", "dev", "--stacks-dir", "{stacks}", "--policies-dir", "{tmp}/policies-bad"), r"waivers\.yaml:2:1: found character .* fix the YAML there"),
     Case("audit-waiver-unknown-rule", ("audit", "--stack", "dev", "--stacks-dir", "{stacks}", "--policies-dir", "{tmp}/policies-rule"), r"bulwark audit --list-rules"),
+    Case("audit-waiver-unix-time", ("audit", "--stack", "dev", "--stacks-dir", "{stacks}", "--policies-dir", "{tmp}/policies-epoch"), r"waivers\.yaml: waivers\[0\]\.expires: not a date: use YYYY-MM-DD"),
+    Case("audit-waiver-stack-no", ("audit", "--stack", "dev", "--stacks-dir", "{stacks}", "--policies-dir", "{tmp}/policies-no"), r"waivers\[0\]\.stack: False is YAML's reading of yes/no/true/false: quote the text"),
     Case("audit-nothing", ("audit",), r"nothing to audit"),
     # ------------------------------------------------------------------ pooler
     Case("pooler-empty-dsn", ("pooler", "check", ""), r"DSN: no host"),
     Case("pooler-password-in-dsn", ("pooler", "check", "host=db password=hunter2"), r"it holds a password"),
+    Case("pooler-sslpassword-in-dsn", ("pooler", "check", "host=db sslpassword=hunter2"), r"it holds sslpassword"),
     Case("pooler-unparsable-dsn", ("pooler", "check", "host='db"), r"libpq cannot parse it"),
     Case("pooler-clients-0", ("pooler", "check", "host=db", "--clients", "0"), r"--clients 0"),
     Case("pooler-threshold-superscript", ("pooler", "check", "host=db", "--prepare-threshold", "²"), r"--prepare-threshold '²'"),
@@ -304,6 +307,12 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     os.mkfifo(keys / "fifo", 0o600)
     for name, waivers in (("policies-bad", "waivers:\n\t- rule: x\n"),
                           ("policies-rule", "waivers:\n  - rule: sql-no-such-rule\n    stack: dev\n"
+                           "    resource: x\n    owner: o@example.com\n    reason: a reason long "
+                           "enough\n    expires: 2027-01-01\n"),
+                          ("policies-epoch", "waivers:\n  - rule: sql-ha-in-prod\n    stack: dev\n"
+                           "    resource: x\n    owner: o@example.com\n    reason: a reason long "
+                           "enough\n    expires: 1767225600\n"),
+                          ("policies-no", "waivers:\n  - rule: sql-ha-in-prod\n    stack: no\n"
                            "    resource: x\n    owner: o@example.com\n    reason: a reason long "
                            "enough\n    expires: 2027-01-01\n")):  # fmt: skip
         shutil.copytree(REPO / "policies", tmp_path / name)
