@@ -11,6 +11,26 @@ import os
 ITERATIONS = 4096  # PostgreSQL's default scram_iterations
 
 
+def password_from_file(text: str) -> str:
+    """The password a password file holds (one trailing line break allowed); ValueError for
+    what would not mean the same password to Postgres and to bulwark: Postgres normalises a
+    non-ASCII password (SASLprep) before hashing it, and whitespace at either end is more
+    likely an editor's than the password's."""
+    password = text.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise ValueError("is empty: write the role's password in it")
+    if "\n" in password or "\r" in password:
+        raise ValueError("holds more than one line: write the password alone")
+    if password != password.strip():
+        raise ValueError("the password starts or ends with whitespace: write it without")
+    if not password.isascii() or not password.isprintable():
+        raise ValueError(
+            "the password holds non-ASCII or control characters, which Postgres normalises "
+            "(SASLprep) before hashing and clients may send differently: use printable ASCII"
+        )
+    return password
+
+
 def _keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     client_key = hmac.new(salted, b"Client Key", "sha256").digest()

@@ -22,6 +22,7 @@ from bulwark.errors import ConfigError
 from bulwark.pooling.budget import Budget, Clients, Pooler, Postgres, Tier, parse_tier, size_pools
 from bulwark.secretscan import secret_setting
 from bulwark.settings.load import Int, one_line, read_yaml
+from bulwark.settings.net import check_address_text
 
 POOLER_PORT = 6432  # Cloud SQL's managed pooler listens here; the PgBouncer VM uses the same.
 AREAS = ("network", "database", "pooler", "cache", "service", "ci")
@@ -39,7 +40,7 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 def _cidr(value: str) -> str:
     try:
-        net = ipaddress.ip_network(value)
+        net = ipaddress.ip_network(check_address_text(value))
     except ValueError:
         raise ValueError(f"{value!r} is not a CIDR range: use e.g. 10.8.0.0/24") from None
     if not net.is_private:

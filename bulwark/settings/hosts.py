@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bulwark.settings.load import Int, one_line
-from bulwark.settings.net import ufw_source
+from bulwark.settings.net import check_address_text, ufw_source
 from bulwark.settings.pooler import PgbouncerSettings
 
 # What useradd accepts on Debian and Ubuntu without --badname, minus names we must not touch.
@@ -66,7 +66,7 @@ def check_module(name: str) -> str:
 
 def check_address(value: str) -> str:
     try:
-        ipaddress.ip_network(value, strict=False)
+        ipaddress.ip_network(check_address_text(value), strict=False)
     except ValueError:
         raise ValueError(
             f"{value!r} is not an IP address or CIDR range (e.g. 192.0.2.10 or 10.0.0.0/8)"

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bulwark.pooling.budget import Budget, Clients, Pooler, Postgres, size_pools
 from bulwark.settings.endpoints import HostName, SafePath
 from bulwark.settings.load import Int
-from bulwark.settings.net import ufw_source
+from bulwark.settings.net import check_address_text, ufw_source
 
 
 class PoolerDatabase(BaseModel):
@@ -29,8 +29,9 @@ class PoolerDatabase(BaseModel):
         pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="The role the app connects as."
     )
     password_file: SafePath = Field(
-        description="File on the controller holding the role's password (never in the repo); "
-        "its SCRAM verifier is what reaches the host."
+        description="File on the controller holding the role's password (never in the repo), "
+        "one line of printable ASCII (Postgres normalises other text before hashing it); its "
+        "SCRAM verifier is what reaches the host."
     )
     password_secret: str | None = Field(
         default=None,
@@ -109,7 +110,7 @@ class PgbouncerSettings(BaseModel):
     @field_validator("listen_address")
     @classmethod
     def _private(cls, value: str) -> str:
-        address = ipaddress.ip_address(value)
+        address = ipaddress.ip_address(check_address_text(value))
         if address.is_unspecified:
             raise ValueError("must be the host's private address, not 0.0.0.0 / ::")
         if address.is_global:

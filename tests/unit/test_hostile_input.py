@@ -103,6 +103,14 @@ INVENTORIES = {
         "{" + GOOD_HOST + ", 'ssh_paramiko_connect_kwargs': {'allow_agent': True}}"
     ),
     "forward_agent.py": inventory("{" + GOOD_HOST + ", 'ssh_forward_agent': True}"),
+    "source_zone.py": inventory(
+        "{" + GOOD_HOST + ", 'bulwark': {'firewall': {'allow': [{'port': 443, 'sources': "
+        "['fe80::%x;touch pwned;/64']}]}}}"
+    ),
+    "ignoreip_interpolation.py": inventory(
+        "{" + GOOD_HOST + ", 'bulwark': {'fail2ban': {'ignoreip': "
+        "['fe80::1%(maxretry)s 0.0.0.0/0']}}}"
+    ),
     "same_host_twice.py": f"web = [('web1', {{{GOOD_HOST}}}), ('web2', {{{GOOD_HOST}}})]\n",
 }
 LONG = "a" * 300  # longer than a Linux file name may be
@@ -179,6 +187,8 @@ CASES = [
     Case("harden-ssh-password", ("harden", "{inv}/ssh_password.py"), r"^error: web1: ssh_password is not supported: "),
     Case("harden-paramiko-kwargs", ("harden", "{inv}/paramiko_kwargs.py"), r"^error: web1: ssh_paramiko_connect_kwargs is not supported: "),
     Case("harden-forward-agent", ("harden", "{inv}/forward_agent.py"), r"^error: web1: ssh_forward_agent is not supported: "),
+    Case("harden-firewall-source-zone", ("harden", "{inv}/source_zone.py"), r"bulwark\.firewall\.allow\[0\]\.sources: .* is not an IP address or CIDR range: .*no %zone"),
+    Case("harden-ignoreip-interpolation", ("harden", "{inv}/ignoreip_interpolation.py"), r"bulwark\.fail2ban\.ignoreip\[0\]: .* is not an IP address or CIDR range"),
     Case("harden-same-host-twice", ("harden", "{inv}/same_host_twice.py"), r"^error: web2: 203\.0\.113\.9 is also host web1"),
     Case("harden-path-too-long", ("harden", "{tmp}/" + LONG + ".py"), r"File name too long: check the path"),
     Case("harden-proofs-fields", ("harden", "{inv}/proofs_fields.py"), r"access-proofs\.json: 203\.0\.113\.9\.port: missing"),

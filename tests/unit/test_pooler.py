@@ -59,6 +59,41 @@ def test_scram_verifier_matches_what_postgres_stores() -> None:
     assert fresh != scram.verifier("apppw")  # a new salt each time
 
 
+@pytest.mark.parametrize(
+    ("text", "password"),
+    [
+        ("apppw\n", "apppw"),
+        ("apppw", "apppw"),
+        ("apppw\r\n", "apppw"),
+        ("a!#$%&*()-_=+[]{}<>:?", None),
+    ],
+)
+def test_a_password_file_holds_the_password_alone(text: str, password: str | None) -> None:
+    assert scram.password_from_file(text) == (password or text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        ("\n", "is empty"),
+        ("apppw\nsecond\n", "more than one line"),
+        (" apppw\n", "starts or ends with whitespace"),
+        ("apppw \n", "starts or ends with whitespace"),
+        # SASLprep maps a no-break space to a space (and drops a soft hyphen) before Postgres
+        # and libpq hash: a verifier of the raw text would never match what clients prove.
+        ("pass\xa0word", "non-ASCII"),
+        ("p\xadw", "non-ASCII"),
+        ("pass\x01word", "control characters"),
+    ],
+)
+def test_a_password_file_postgres_would_read_differently_is_refused(
+    text: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        scram.password_from_file(text)
+
+
 def test_userlist_keeps_a_fitting_verifier_and_replaces_a_stale_one() -> None:
     kept = userlist({"app": "apppw"}, {"app": PG_VERIFIER})
     assert kept == f'"app" "{PG_VERIFIER}"\n'
@@ -72,6 +107,9 @@ def test_userlist_keeps_a_fitting_verifier_and_replaces_a_stale_one() -> None:
     [
         ({"listen_address": "0.0.0.0"}, "listen_address"),
         ({"listen_address": "8.8.8.8"}, "listen_address"),
+        # A zone index is free text to Python's ipaddress: it reached a root shell command.
+        ({"listen_address": "fe80::1%x';id>pwned;'"}, "listen_address"),
+        ({"client_ranges": ["fe80::%x;id>pwned;/64"]}, "client_ranges"),
         ({"client_ranges": ["0.0.0.0/0"]}, "client_ranges"),
         ({"pool_mode": "session"}, "pool_mode"),
         ({"default_pool_size": 200}, "pgbouncer"),

@@ -54,7 +54,7 @@ def ufw_rules(rules: list[str], logging: str):  # type: ignore[no-untyped-def]
     """
     state = fact(UfwStatus)
     current = state.rules
-    todo = [f"ufw {rule}" for rule in rules if rule not in current]
+    todo = [f"ufw {shlex.join(rule.split())}" for rule in rules if rule not in current]
     todo += [f"ufw delete {_as_words(rule)}" for rule in current if rule not in rules]
     if state.incoming != "deny":
         todo.append("ufw default deny incoming")

@@ -107,7 +107,7 @@ def read_passwords(conf: PgbouncerSettings) -> dict[str, str]:
     for db in conf.databases:
         path = Path(db.password_file).expanduser()
         try:
-            text = path.read_text().strip()
+            text = path.read_text()
         except OSError:
             fetch = (
                 f" (e.g. `gcloud secrets versions access latest --secret={db.password_secret} "
@@ -119,9 +119,10 @@ def read_passwords(conf: PgbouncerSettings) -> dict[str, str]:
                 f"{host.name}: bulwark.pgbouncer.databases[{db.name}].password_file {path} "
                 f"cannot be read: create it (mode 600) with the role's password{fetch}"
             ) from None
-        if not text:
-            raise DeployError(f"{host.name}: password_file {path} is empty")
-        passwords[db.user] = text
+        try:
+            passwords[db.user] = scram.password_from_file(text)
+        except ValueError as exc:
+            raise DeployError(f"{host.name}: password_file {path}: {exc}") from None
     return passwords
 
 
@@ -189,9 +190,13 @@ def check_command(conf: PgbouncerSettings) -> str:
         )
     )
     return (
-        f"ip -o addr show | grep -qE ' inet6? {re.escape(address)}/' || {{ {discard}; "
-        f"echo 'listen_address {address} is not an address of this host (ip addr): PgBouncer "
-        "could not listen there; the running one is unchanged' >&2; exit 1; }; "
+        f"ip -o addr show | grep -qE {shlex.quote(f' inet6? {re.escape(address)}/')} || "
+        f"{{ {discard}; echo "
+        + shlex.quote(
+            f"listen_address {address} is not an address of this host (ip addr): PgBouncer "
+            "could not listen there; the running one is unchanged"
+        )
+        + " >&2; exit 1; }; "
         'dir=$(mktemp -d /run/bulwark-pgbouncer-check.XXXXXX) && chown postgres "$dir" && '
         f'sed {edits} -e "s|^unix_socket_dir = .*|unix_socket_dir = $dir|" {staged} > {probe} '
         f"&& chgrp postgres {probe} && chmod 640 {probe} && "
