@@ -55,7 +55,8 @@ print("ignoreip: " + " ".join(map(str, ask("get", "sshd", "ignoreip") or [])))
 
 
 UNITS = (
-    "fail2ban ufw unattended-upgrades apt-daily.timer apt-daily-upgrade.timer systemd-timesyncd "
+    "fail2ban ufw unattended-upgrades apt-daily.timer apt-daily-upgrade.timer "
+    "apt-daily-upgrade.service systemd-timesyncd "
     "chrony ntp ntpsec openntpd auditd acct sysstat pgbouncer postgresql "
     f"{AIDE_CHECK_TIMER} {AIDE_INIT_UNIT} chkrootkit.timer"
 )
@@ -107,6 +108,9 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         "fstab-proc": "awk '$1 !~ /^#/ && $2 == \"/proc\"' /etc/fstab 2>/dev/null",
         "proc-viewers": PROC_VIEWER_GROUPS,
         "ufw": "ufw status verbose 2>&1",
+        # What ufw loads at boot: `ufw status` reads the live chains, which outlast a hand edit
+        # to ENABLED=no until the next reboot.
+        "ufw-conf": "grep -hE '^ENABLED=' /etc/ufw/ufw.conf 2>/dev/null; true",
         # One Python start asks the running server everything (fail2ban-client would cost one
         # start per question, about a second each on a small or emulated host).
         "fail2ban": f"python3 -c {shlex.quote(FAIL2BAN_QUERY)} 2>&1",
@@ -210,7 +214,10 @@ def clock_offset(host_time: float, sent: float, received: float) -> float:
 
 
 def snapshot_command(parts: dict[str, str]) -> str:
-    return "; ".join(f"echo '{MARK}{name}'; {{ {cmd}; }}" for name, cmd in parts.items())
+    # The parsers read English (ufw, for one, prints "Status: active" in 41 languages): the
+    # login's own locale (pam_env's LANG) must not decide a control.
+    reads = "; ".join(f"echo '{MARK}{name}'; {{ {cmd}; }}" for name, cmd in parts.items())
+    return f"export LC_ALL=C LANGUAGE=; {reads}"
 
 
 def split_snapshot(stdout: str) -> dict[str, list[str]]:

@@ -248,11 +248,14 @@ BREAKS = [
     "AllowUsers deploy root\\n' > /etc/ssh/sshd_config.d/00-aaa-break.conf",
     "printf '\\nMatch User deploy\\n    AllowTcpForwarding yes\\n' >> /etc/ssh/sshd_config",
     "systemctl reload ssh",
-    # firewall: a port opened by hand
+    # firewall: a port opened by hand, and ufw off at the next boot (the live chains stay)
     "ufw allow 8080/tcp >/dev/null",
+    "sed -i 's/^ENABLED=.*/ENABLED=no/' /etc/ufw/ufw.conf",
     # fail2ban: stopped
     "systemctl stop fail2ban",
-    # updates: Ubuntu-style origins on Debian (they match nothing)
+    # updates: apt's daily jobs switched off as a whole, and Ubuntu-style origins on Debian
+    # (they match nothing)
+    "printf 'APT::Periodic::Enable \"0\";\\n' > /etc/apt/apt.conf.d/99off",
     "printf '#clear Unattended-Upgrade::Origins-Pattern;\\nUnattended-Upgrade::Allowed-Origins "
     '{ "${distro_id}:${distro_codename}-security"; };\\n\' > /etc/apt/apt.conf.d/99break',
     # kernel and file system
@@ -289,7 +292,9 @@ CAUGHT = {
     "ssh-allow-users",
     "ssh-forwarding",
     "ufw-declared-ports",
+    "ufw-active",
     "fail2ban-active",
+    "updates-unattended",
     "updates-security-origin",
     "sysctl-accept-redirects",
     "fs-tmp-mounts",
@@ -328,6 +333,8 @@ def test_every_control_family_catches_a_break(
     # The evidence names what the host showed, per user where Match blocks differ.
     assert "user=deploy: sshd -T allowtcpforwarding yes" in controls["ssh-forwarding"]["evidence"]
     assert "9999" in controls["net-listeners"]["evidence"]
+    assert "ENABLED=no" in controls["ufw-active"]["evidence"]
+    assert "Enable is 0" in controls["updates-unattended"]["evidence"]
     assert "8080" in controls["ufw-declared-ports"]["evidence"]
 
 

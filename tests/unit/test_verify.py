@@ -197,6 +197,81 @@ def test_a_live_fail2ban_ban_is_not_an_undeclared_port() -> None:
         services.test_ufw_declared_ports(_state({"ufw": opened.splitlines()}), settings)
 
 
+HEALTHY = {
+    "ufw": UFW.splitlines(),
+    "ufw-conf": ["ENABLED=yes"],
+    "units": [
+        "ufw enabled active",
+        "apt-daily.timer enabled active",
+        "apt-daily-upgrade.timer enabled active",
+        "apt-daily-upgrade.service static inactive",
+        "ntp enabled active",
+        "ntpsec enabled active",
+    ],
+    "packages": ["ii  unattended-upgrades"],
+    "apt-config": [
+        'APT::Periodic::Update-Package-Lists "1";',
+        'APT::Periodic::Unattended-Upgrade "1";',
+    ],
+    "fail2ban": [
+        "running: yes",
+        "jails: sshd",
+        "journalmatch: [['_SYSTEMD_UNIT=sshd.service', '+', '_COMM=sshd']]",
+        "actions: ufw",
+        "port: 22",
+        "ignoreip: 127.0.0.0/8 ::1 10.0.2.2",
+    ],
+    "time": ["1764800000.5", "NTP=yes", "NTPSynchronized=yes"],
+}
+
+
+def _recorded(part: str = "", old: str = "", new: str = "") -> HostState:
+    """HEALTHY as read from a host, with `old` replaced by `new` (lines may split) in `part`."""
+    raw = {k: list(v) for k, v in HEALTHY.items()}
+    if part:
+        raw[part] = "\n".join(raw[part]).replace(old, new).splitlines()
+        assert raw[part] != HEALTHY[part]
+    state = _state(raw)
+    state.read_at = state.read_done = float(HEALTHY["time"][0])  # the clocks agree
+    return state
+
+
+@pytest.mark.parametrize(
+    ("control", "part", "old", "new", "message"),
+    [
+        # A hand edit leaves the live chains loaded: only the file tells the next boot's state.
+        ("ufw_active", "ufw-conf", "yes", "no", r"ENABLED=no: ufw loads no rules at the next boot"),
+        ("updates_unattended", "apt-config", 'Update-Package-Lists "1"',
+         'Update-Package-Lists "1";\nAPT::Periodic::Enable "0"', r"Enable is 0"),
+        ("updates_unattended", "units", "apt-daily-upgrade.service static",
+         "apt-daily-upgrade.service masked", r"apt-daily-upgrade\.service is masked"),
+        ("fail2ban_sshd_jail", "fail2ban", "10.0.2.2", "10.0.2.2 0.0.0.0/0",
+         r"ignores 0\.0\.0\.0/0: every address"),
+        ("time_sync", "units", "ntp enabled active", "chrony enabled active",
+         r"time sync daemons running: \['chrony', 'ntpsec'\]"),
+    ],
+)  # fmt: skip
+def test_services_controls_catch_what_they_claim(
+    control: str, part: str, old: str, new: str, message: str
+) -> None:
+    settings = HardenSettings()
+    run = getattr(services, f"test_{control}")
+    args = (settings,) if "expected" in run.__code__.co_varnames[: run.__code__.co_argcount] else ()
+    run(_recorded(), *args)  # healthy: passes
+    with pytest.raises(AssertionError, match=message):
+        run(_recorded(part, old, new), *args)
+
+
+def test_the_snapshot_reads_every_part_in_the_c_locale() -> None:
+    command = snapshot_command({"ufw": "ufw status verbose"})
+    done = subprocess.run(
+        ["sh", "-c", command.replace("ufw status verbose", "echo $LC_ALL:$LANGUAGE")],
+        env={**os.environ, "LANG": "de_DE.UTF-8", "LC_ALL": "de_DE.UTF-8", "LANGUAGE": "de"},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert split_snapshot(done.stdout) == {"ufw": ["C:"]}
+
+
 DEBIAN = {"id": "Debian", "codename": "bookworm"}
 DEBIAN_SECURITY = {"v": "12", "o": "Debian", "a": "stable-security", "n": "bookworm-security"}
 DEBIAN_SECURITY |= {"l": "Debian-Security", "c": "main"}

@@ -3,6 +3,7 @@ through its own tools (`ufw status`, `fail2ban-client`, `apt-config`, `apt-cache
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from bulwark.settings.hosts import HardenSettings
@@ -46,6 +47,12 @@ def test_ufw_active(state: HostState) -> None:
     assert ufw.logging and not ufw.logging.startswith("off"), f"logging {ufw.logging}"
     enabled, _ = state.unit("ufw")
     assert enabled == "enabled", f"ufw.service is {enabled}: the firewall is gone after a reboot"
+    conf = dict(line.partition("=")[::2] for line in state.lines("ufw-conf"))
+    at_boot = conf.get("ENABLED", "").strip("\"'")
+    assert at_boot == "yes", (
+        f"/etc/ufw/ufw.conf has ENABLED={at_boot or '(unset)'}: ufw loads no rules at the next "
+        "boot (`ufw enable` sets it)"
+    )
 
 
 @control(
@@ -106,6 +113,15 @@ def test_fail2ban_sshd_jail(state: HostState, expected: HardenSettings) -> None:
     )
     actions = f2b.get("actions", "").split(",")
     assert "ufw" in actions, f"sshd jail actions {actions}: bans would not reach the firewall"
+    for entry in f2b.get("ignoreip", "").split():
+        try:
+            ignored = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            continue  # a host name: fail2ban resolves it
+        assert ignored.prefixlen > 0, (
+            f"the sshd jail ignores {entry}: every address of its family is exempt, so it never "
+            "bans (fix ignoreip in jail.local)"
+        )
     ports = f2b.get("port", "")
     names = {str(expected.ssh.port)} | ({"ssh"} if expected.ssh.port == 22 else set())
     assert set(ports.split(",")) & names, (
@@ -169,12 +185,19 @@ def allowed_origin_matches(entry: str, release: dict[str, str], distro: dict[str
 def test_updates_unattended(state: HostState) -> None:
     assert "unattended-upgrades" in state.installed, "unattended-upgrades is not installed"
     conf = apt_config(state)
+    # apt.systemd.daily stops at once when APT::Periodic::Enable is 0 (unset means 1).
+    enable = (conf.get("APT::Periodic::Enable") or ["1"])[-1]
+    assert enable != "0", "APT::Periodic::Enable is 0: apt's daily jobs do nothing at all"
     for key in ("APT::Periodic::Update-Package-Lists", "APT::Periodic::Unattended-Upgrade"):
         value = (conf.get(key) or ["0"])[-1]
         assert value not in ("0", ""), f"{key} is {value}: apt never runs it"
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
         enabled, active = state.unit(timer)
         assert (enabled, active) == ("enabled", "active"), f"{timer} is {enabled}/{active}"
+    service, _ = state.unit("apt-daily-upgrade.service")
+    assert service != "masked", (
+        "apt-daily-upgrade.service is masked: its timer fires and nothing is upgraded"
+    )
 
 
 @control(
@@ -236,6 +259,8 @@ def test_time_sync(state: HostState) -> None:
         for name in ("systemd-timesyncd", "chrony", "ntp", "ntpsec", "openntpd")
         if state.unit(name)[1] == "active"
     ]
+    if {"ntp", "ntpsec"} <= set(daemons):
+        daemons.remove("ntp")  # Debian's ntpsec.service is also ntp.service (Alias=): one daemon
     assert len(daemons) == 1, f"time sync daemons running: {daemons or 'none'}"
     lines = state.lines("time")
     assert lines and re.fullmatch(r"\d+(\.\d+)?", lines[0].strip()), (
