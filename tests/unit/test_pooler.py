@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,52 @@ def test_bad_pgbouncer_settings_name_the_field(overrides: dict[str, Any], field:
     with pytest.raises(ConfigError, match=field) as caught:
         harden_settings(pgbouncer(**overrides), where="db1: bulwark")
     assert "\n" not in str(caught.value)
+
+
+def _pooler_state(ini_text: str) -> Any:
+    """The host as verify reads it: pgbouncer.ini through the snapshot's own filter."""
+    from bulwark.verify.state import HostState, snapshot_parts  # noqa: PLC0415
+
+    command = snapshot_parts(["root"])["pgbouncer-ini"].replace("/etc/pgbouncer/pgbouncer.ini", "-")
+    seen = subprocess.run(
+        ["sh", "-c", command], input=ini_text, capture_output=True, text=True, check=True
+    )
+    state = HostState(host=None, deploy_user="deploy")
+    state.__dict__["raw"] = {"pgbouncer-ini": seen.stdout.splitlines()}
+    return state
+
+
+@pytest.mark.parametrize(
+    ("control", "old", "new", "message"),
+    [
+        ("transaction_mode", "dbname=app\n", "dbname=app pool_mode=session\n",
+         r"\[databases\] app: pool_mode=session"),
+        ("transaction_mode", "[pgbouncer]\n", "[users]\napp = pool_mode=statement\n[pgbouncer]\n",
+         r"\[users\] app: pool_mode=statement"),
+        ("transaction_mode", "[pgbouncer]\n", "[pgbouncer]\n%include /etc/pgbouncer/more.ini\n",
+         r"includes /etc/pgbouncer/more\.ini"),
+        ("budget", "default_pool_size = ", "default_pool_size = 9", r"default_pool_size = 9\d+; "
+         r"the budget sizes it \d+"),
+        ("budget", "max_client_conn = ", "max_client_conn = 1", r"max_client_conn = 1\d+; the "
+         "budget needs"),
+        ("budget", "dbname=app\n", "dbname=app pool_size=500\n", r"\[databases\] app: "
+         r"\{'pool_size': '500'\}, outside the budget"),
+    ],
+)  # fmt: skip
+def test_verify_reads_the_pooler_as_pgbouncer_does(
+    control: str, old: str, new: str, message: str
+) -> None:
+    from bulwark.verify.suite import test_pooler as pooler_controls  # noqa: PLC0415
+
+    expected = harden_settings(pgbouncer())
+    assert expected.pgbouncer is not None
+    rendered = render("pgbouncer/pgbouncer.ini.j2", conf=expected.pgbouncer, version="1.18",
+                      prepared_statements_supported=False)  # fmt: skip
+    run = getattr(pooler_controls, f"test_pooler_{control}")
+    run(_pooler_state(rendered), expected)  # what harden writes passes
+    assert old in rendered
+    with pytest.raises(AssertionError, match=message):
+        run(_pooler_state(rendered.replace(old, new, 1)), expected)
 
 
 def test_client_limit_defaults_to_the_budgets_worst_case() -> None:

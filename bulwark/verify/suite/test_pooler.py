@@ -18,13 +18,32 @@ def pooler(expected: HardenSettings) -> PgbouncerSettings:
     return expected.pgbouncer
 
 
-def ini(state: HostState) -> dict[str, str]:
-    found = {}
+def sections(state: HostState) -> dict[str, list[tuple[str, str]]]:
+    """pgbouncer.ini as PgBouncer reads it: section -> its (key, value) lines, in order; an
+    `%include` line is kept under its section as ("%include", file)."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    section = ""
     for line in state.lines("pgbouncer-ini"):
-        key, sep, value = line.partition("=")
-        if sep:
-            found[key.strip()] = value.strip()
+        text = line.strip()
+        if text.startswith("[") and text.endswith("]"):
+            section = text[1:-1].strip().lower()
+        elif text.startswith("%include"):
+            found.setdefault(section, []).append(("%include", text.removeprefix("%include")))
+        else:
+            key, sep, value = text.partition("=")
+            if sep:
+                found.setdefault(section, []).append((key.strip(), value.strip()))
     return found
+
+
+def ini(state: HostState) -> dict[str, str]:
+    """The [pgbouncer] section's settings (the last value of a key wins, as in PgBouncer)."""
+    return dict(sections(state).get("pgbouncer", []))
+
+
+def _overrides(entry: str) -> dict[str, str]:
+    """A [databases] or [users] entry's own settings: `host=... pool_mode=session`."""
+    return dict(word.partition("=")[::2] for word in entry.split() if "=" in word)
 
 
 def listeners(state: HostState, process: str) -> list[str]:
@@ -55,6 +74,41 @@ def test_pooler_transaction_mode(state: HostState, expected: HardenSettings) -> 
     pooler(expected)
     mode = ini(state).get("pool_mode", "session (default)")
     assert mode == "transaction", f"pgbouncer.ini pool_mode = {mode}"
+    # A database's or a user's own pool_mode wins over the global one; an included file is
+    # config verify cannot see.
+    for section, entries in sections(state).items():
+        for name, value in entries:
+            assert name != "%include", f"pgbouncer.ini [{section}] includes{value}: inline it"
+            if section in ("databases", "users"):
+                own = _overrides(value).get("pool_mode", "transaction")
+                assert own == "transaction", f"pgbouncer.ini [{section}] {name}: pool_mode={own}"
+
+
+@control(
+    "pooler-budget",
+    "PgBouncer's pool and client limit are the connection budget's",
+    rationale="A pool larger than the budget exhausts Postgres' connections under load; a "
+    "client limit below the app's worst case refuses its connections.",
+)
+def test_pooler_budget(state: HostState, expected: HardenSettings) -> None:
+    conf = pooler(expected)
+    found = ini(state)
+    pool = found.get("default_pool_size", "20 (default)")
+    assert pool == str(conf.pool_size), (
+        f"pgbouncer.ini default_pool_size = {pool}; the budget sizes it {conf.pool_size} "
+        f"({len(conf.databases)} pool(s) within max_connections {conf.server_max_connections} "
+        f"- {conf.reserved_connections} reserved)"
+    )
+    clients = found.get("max_client_conn", "100 (default)")
+    assert clients == str(conf.client_limit), (
+        f"pgbouncer.ini max_client_conn = {clients}; the budget needs {conf.client_limit} "
+        f"({conf.clients.explain()})"
+    )
+    for section, entries in sections(state).items():
+        for name, value in entries:
+            if section in ("databases", "users"):
+                own = {k: v for k, v in _overrides(value).items() if k.endswith("pool_size")}
+                assert not own, f"pgbouncer.ini [{section}] {name}: {own}, outside the budget"
 
 
 @control(
