@@ -54,6 +54,40 @@ print("ignoreip: " + " ".join(map(str, ask("get", "sshd", "ignoreip") or [])))
 """
 
 
+# Match blocks by address are invisible to `sshd -T` for an address they do not name: every
+# address a Match line names (Address or LocalAddress; negations skipped, a range by its first
+# address, wildcards filled in) becomes one more `sshd -T` for root, printed as its own part
+# "sshd:root@addr=..." (see match_contexts_command).
+MATCH_ADDRESSES_AWK = r"""
+tolower($1) == "match" {
+    for (i = 2; i < NF; i++) {
+        crit = tolower($i)
+        if (crit != "address" && crit != "localaddress") continue
+        n = split($(i + 1), pattern, ",")
+        for (j = 1; j <= n; j++) {
+            p = pattern[j]
+            if (p ~ /^!/) continue
+            sub(/\/.*/, "", p); gsub(/[*?]/, "1", p)
+            if (p !~ /^[0-9A-Fa-f:.]+$/) continue
+            print (crit == "address" ? "addr=" : "laddr=") p
+        }
+    }
+}
+"""
+MATCH_PREFIX = "root@"
+
+
+def match_contexts_command() -> str:
+    """Shell that prints one snapshot part per address a Match block names (see MARK)."""
+    return (
+        f"for c in $(cat /etc/ssh/sshd_config /etc/ssh/sshd_config.d/*.conf 2>/dev/null | "
+        f"awk {shlex.quote(MATCH_ADDRESSES_AWK)} | sort -u); do "
+        f'echo "{MARK}sshd:{MATCH_PREFIX}$c"; case $c in '
+        f"addr=*) sshd -T -C user=root,host=bulwark-verify,$c 2>&1 ;; "
+        f"*) sshd -T -C user=root,host=bulwark-verify,addr={SSHD_T_ADDR},$c 2>&1 ;; esac; done"
+    )
+
+
 UNITS = (
     "fail2ban ufw unattended-upgrades apt-daily.timer apt-daily-upgrade.timer "
     "apt-daily-upgrade.service systemd-timesyncd "
@@ -84,6 +118,8 @@ def snapshot_parts(users: list[str]) -> dict[str, str]:
         f"sshd:{user}": f"sshd -T -C user={user},host=bulwark-verify,addr={SSHD_T_ADDR} 2>&1"
         for user in users
     }
+    # Last of the sshd parts: it prints parts of its own, one per Match address.
+    parts["sshd-match"] = match_contexts_command()
     stats = (
         "/etc/ssh /etc/ssh/sshd_config /etc/shadow /etc/passwd /etc/group /etc/login.defs "
         "/var/log /etc/crontab /etc/cron.hourly /etc/cron.daily /etc/cron.weekly "
@@ -386,6 +422,15 @@ class HostState:
 
     def text(self, part: str) -> str:
         return "\n".join(self.lines(part))
+
+    @property
+    def sshd_contexts(self) -> list[str]:
+        """The users whose sshd config is read, then root from each address a Match block
+        names ("root@addr=10.0.0.0")."""
+        found = sorted(
+            p.removeprefix("sshd:") for p in self.raw if p.startswith(f"sshd:{MATCH_PREFIX}")
+        )
+        return [*self.users, *found]
 
     def sshd(self, user: str | None = None) -> dict[str, list[str]]:
         return parse_sshd_t(self.lines(f"sshd:{user or self.deploy_user}"))

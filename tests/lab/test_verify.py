@@ -247,6 +247,8 @@ BREAKS = [
     "AuthenticationMethods publickey password\\n"
     "AllowUsers deploy root\\n' > /etc/ssh/sshd_config.d/00-aaa-break.conf",
     "printf '\\nMatch User deploy\\n    AllowTcpForwarding yes\\n' >> /etc/ssh/sshd_config",
+    # ... and one only a client from a range the probes do not come from would meet
+    "printf '\\nMatch Address 192.0.2.0/24\\n    PermitRootLogin yes\\n' >> /etc/ssh/sshd_config",
     "systemctl reload ssh",
     # firewall: a port opened by hand, and ufw off at the next boot (the live chains stay)
     "ufw allow 8080/tcp >/dev/null",
@@ -332,6 +334,10 @@ def test_every_control_family_catches_a_break(
     controls = statuses(results)
     # The evidence names what the host showed, per user where Match blocks differ.
     assert "user=deploy: sshd -T allowtcpforwarding yes" in controls["ssh-forwarding"]["evidence"]
+    assert (
+        "user=root@addr=192.0.2.0: sshd -T permitrootlogin yes"
+        in (controls["ssh-permit-root-login"]["evidence"])
+    )
     assert "9999" in controls["net-listeners"]["evidence"]
     assert "ENABLED=no" in controls["ufw-active"]["evidence"]
     assert "Enable is 0" in controls["updates-unattended"]["evidence"]

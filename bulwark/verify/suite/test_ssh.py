@@ -203,7 +203,7 @@ def _mismatches(state: HostState, wanted: dict[str, str], users: list[str]) -> l
 
 @pytest.mark.parametrize("wanted", [pytest.param(w, marks=m, id=m.args[0]) for m, w in PER_USER])
 def test_sshd_per_user(state: HostState, wanted: dict[str, str]) -> None:
-    problems = _mismatches(state, wanted, state.users)
+    problems = _mismatches(state, wanted, state.sshd_contexts)
     assert not problems, "; ".join(problems)
 
 
