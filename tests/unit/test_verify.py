@@ -38,6 +38,7 @@ from bulwark.verify.state import (
 from bulwark.verify.suite import test_accounts as accounts
 from bulwark.verify.suite import test_ban_probe as ban_probe
 from bulwark.verify.suite import test_kernel as kernel
+from bulwark.verify.suite import test_os as os_controls
 from bulwark.verify.suite import test_services as services
 from bulwark.verify.suite import test_ssh as ssh_controls
 from bulwark.verify.suite.test_services import allowed_origin_matches, origin_matches
@@ -312,6 +313,32 @@ def test_a_match_block_by_address_that_lets_root_in_fails_the_control() -> None:
     assert str(caught.value).splitlines()[0] == (
         "user=root@addr=10.0.0.0: sshd -T permitrootlogin yes (want no)"
     )
+
+
+SS = """udp   UNCONN 0      0         0.0.0.0:68      0.0.0.0:*    users:(("dhclient",pid=301,fd=7))
+tcp   LISTEN 0      128          0.0.0.0:22         0.0.0.0:*    users:(("sshd",pid=512,fd=3))
+tcp   LISTEN 0      128             [::]:22            [::]:*    users:(("sshd",pid=512,fd=4))
+tcp   LISTEN 0      4096       127.0.0.1:5432       0.0.0.0:*    users:(("postgres",pid=9,fd=6))
+"""
+
+
+@pytest.mark.parametrize(
+    ("listing", "message"),
+    [
+        (SS, None),
+        (SS + 'tcp   LISTEN 0 5 0.0.0.0:9999 0.0.0.0:* users:(("python3",pid=7,fd=3))\n',
+         r"listening: tcp 0\.0\.0\.0:9999 \(python3\)"),
+        # `ss` missing or failing: no output at all must not read as "nothing unexpected"
+        ("", r"could not be read .* no sshd on :22"),
+    ],
+)  # fmt: skip
+def test_listeners_need_a_real_listing(listing: str, message: str | None) -> None:
+    state = _state({"listen": listing.splitlines()})
+    if message is None:
+        os_controls.test_listeners(state, HardenSettings())
+        return
+    with pytest.raises(AssertionError, match=message):
+        os_controls.test_listeners(state, HardenSettings())
 
 
 def test_the_snapshot_reads_every_part_in_the_c_locale() -> None:

@@ -294,8 +294,16 @@ def test_listeners(state: HostState, expected: HardenSettings) -> None:
     declared = {(expected.ssh.port, "tcp")} | {(r.port, r.proto) for r in expected.firewall.allow}
     if expected.pgbouncer is not None:
         declared.add((expected.pgbouncer.port, "tcp"))
+    listening = state.lines("listen")
+    # sshd listens (this very connection came through it): a listing without its port is a
+    # failed read (no `ss`, say), which must not pass as "nothing unexpected".
+    ssh_port = f":{expected.ssh.port}"
+    assert any(
+        line.startswith("tcp") and len(line.split()) > 4 and line.split()[4].endswith(ssh_port)
+        for line in listening
+    ), f"the listening sockets could not be read (`ss -Htulpn` shows no sshd on {ssh_port})"
     unexpected = []
-    for line in state.lines("listen"):
+    for line in listening:
         fields = line.split()
         if len(fields) < 5:
             continue
