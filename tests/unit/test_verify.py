@@ -4,6 +4,7 @@ runner's SSH config and target parsing."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import pkgutil
 import re
@@ -258,7 +259,7 @@ def test_services_controls_catch_what_they_claim(
 ) -> None:
     settings = HardenSettings()
     run = getattr(services, f"test_{control}")
-    args = (settings,) if "expected" in run.__code__.co_varnames[: run.__code__.co_argcount] else ()
+    args = (settings,) if "expected" in inspect.signature(run).parameters else ()
     run(_recorded(), *args)  # healthy: passes
     with pytest.raises(AssertionError, match=message):
         run(_recorded(part, old, new), *args)

@@ -41,9 +41,14 @@ def ini(state: HostState) -> dict[str, str]:
     return dict(sections(state).get("pgbouncer", []))
 
 
-def _overrides(entry: str) -> dict[str, str]:
-    """A [databases] or [users] entry's own settings: `host=... pool_mode=session`."""
-    return dict(word.partition("=")[::2] for word in entry.split() if "=" in word)
+def own_settings(state: HostState) -> list[tuple[str, str, dict[str, str]]]:
+    """Each [databases] and [users] entry with the settings of its own, which win over the
+    [pgbouncer] section's: ("databases", "app", {"host": ..., "pool_mode": "session"})."""
+    return [
+        (section, name, dict(w.partition("=")[::2] for w in value.split() if "=" in w))
+        for section in ("databases", "users")
+        for name, value in sections(state).get(section, [])
+    ]
 
 
 def listeners(state: HostState, process: str) -> list[str]:
@@ -74,14 +79,13 @@ def test_pooler_transaction_mode(state: HostState, expected: HardenSettings) -> 
     pooler(expected)
     mode = ini(state).get("pool_mode", "session (default)")
     assert mode == "transaction", f"pgbouncer.ini pool_mode = {mode}"
-    # A database's or a user's own pool_mode wins over the global one; an included file is
-    # config verify cannot see.
+    # An included file is config verify cannot see.
     for section, entries in sections(state).items():
         for name, value in entries:
             assert name != "%include", f"pgbouncer.ini [{section}] includes{value}: inline it"
-            if section in ("databases", "users"):
-                own = _overrides(value).get("pool_mode", "transaction")
-                assert own == "transaction", f"pgbouncer.ini [{section}] {name}: pool_mode={own}"
+    for section, name, own in own_settings(state):
+        mode = own.get("pool_mode", "transaction")
+        assert mode == "transaction", f"pgbouncer.ini [{section}] {name}: pool_mode={mode}"
 
 
 @control(
@@ -104,11 +108,9 @@ def test_pooler_budget(state: HostState, expected: HardenSettings) -> None:
         f"pgbouncer.ini max_client_conn = {clients}; the budget needs {conf.client_limit} "
         f"({conf.clients.explain()})"
     )
-    for section, entries in sections(state).items():
-        for name, value in entries:
-            if section in ("databases", "users"):
-                own = {k: v for k, v in _overrides(value).items() if k.endswith("pool_size")}
-                assert not own, f"pgbouncer.ini [{section}] {name}: {own}, outside the budget"
+    for section, name, own in own_settings(state):
+        sizes = {k: v for k, v in own.items() if k.endswith("pool_size")}
+        assert not sizes, f"pgbouncer.ini [{section}] {name}: {sizes}, outside the budget"
 
 
 @control(
